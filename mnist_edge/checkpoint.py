@@ -1,0 +1,76 @@
+"""model.pth: weights plus everything needed to rebuild and use them, saved atomically, loaded safely.
+
+Loading uses torch.load(weights_only=True): a pickle that tries to run code is refused, never run.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+from .deps import torch as _torch
+from .errors import ModelFileError
+from .fileio import atomic_path
+from .metadata import FORMAT_TAG, ModelMetadata
+
+CHECKPOINT_VERSION = 1
+
+
+def save(path: str | os.PathLike, state: dict) -> None:
+    """Write a checkpoint dict (state_dict, metadata, ...) atomically."""
+    torch = _torch()
+    state = {"format": FORMAT_TAG, "checkpoint_version": CHECKPOINT_VERSION, **state}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load(path: str | os.PathLike) -> dict:
+    """Read and validate a checkpoint dict; any problem is a ModelFileError naming the file."""
+    torch = _torch()
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such checkpoint (train one with `mnist-edge train`)")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, not a checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # torch's message is long; the line naming the refused global is the useful one
+        lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln or "global" in ln]
+        why = lines[0][:160] if lines else "it holds more than plain weights"
+        raise ModelFileError(
+            f"{path}: not an mnist-edge checkpoint, refused to load it ({why})"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise ModelFileError(f"{path}: corrupt or unreadable checkpoint ({first})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_TAG:
+        raise ModelFileError(f"{path}: not an mnist-edge checkpoint")
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise ModelFileError(f"{path}: corrupt checkpoint (no weights)")
+    ckpt["metadata"] = ModelMetadata.from_dict(ckpt.get("metadata"), str(path))
+    return ckpt
+
+
+def load_model(path: str | os.PathLike):
+    """(model in eval mode, its metadata) from a checkpoint."""
+    from .models import build
+
+    path = Path(path)
+    ckpt = load(path)
+    meta: ModelMetadata = ckpt["metadata"]
+    try:
+        model = build(meta.arch, meta.arch_args, num_classes=len(meta.class_names))
+    except ModelFileError as e:
+        raise ModelFileError(f"{path}: {e}") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as e:
+        first = str(e).strip().splitlines()[0][:160]
+        raise ModelFileError(
+            f"{path}: weights do not fit architecture {meta.arch!r} ({first})"
+        ) from None
+    model.eval()
+    return model, meta

@@ -1,0 +1,137 @@
+"""The `mnist-edge` command line: parses options, calls one module per job, prints results.
+
+Heavy modules (torch, onnx, matplotlib) are imported inside the commands that need them, so
+`--help` and the torch-free commands (predict with ONNX, info, serve) start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+
+import click
+
+from . import __version__
+from .errors import MnistEdgeError
+
+DEFAULT_ARTIFACTS = "artifacts"
+
+
+class _UserError(click.ClickException):
+    """A MnistEdgeError as Click prints it: 'Error: <one line>' on stderr, with its exit code."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MnistEdgeError as e:
+            raise _UserError(str(e), e.exit_code) from None
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+
+
+def _quiet_warnings() -> None:
+    # torch.jit / torch.ao.quantization / the ONNX exporter are chatty and deprecated in recent
+    # torch; what they say is not actionable for a user of this tool.
+    for mod in (r"torch(\..*)?", r"onnx(\..*)?", r"onnxscript(\..*)?", r"onnxruntime(\..*)?",
+                r"torchvision(\..*)?", r"onnx_ir(\..*)?", r"copyreg"):
+        warnings.filterwarnings("ignore", module=mod)
+
+
+data_dir_option = click.option(
+    "--data-dir", envvar="MNIST_EDGE_DATA", default=None, show_envvar=True,
+    help="Folder with the dataset (IDX files, raw or .gz, or mnist_train/test.csv). "
+         "Default: data/ (downloaded there if empty).")
+dataset_option = click.option(
+    "--dataset", type=click.Choice(["mnist", "fashion-mnist"]), default="mnist", show_default=True,
+    help="Which 28x28 10-class dataset (class names travel with the model).")
+json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mnist-edge")
+def cli() -> None:
+    """Train a small MNIST CNN, export it (TorchScript, ONNX, int8), prove parity, benchmark, predict."""
+    _quiet_warnings()
+
+
+@cli.command()
+@click.option("--epochs", type=int, default=None, help="Epochs to train. [default: 12]")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (one-cycle). [default: 0.01]")
+@click.option("--batch-size", type=int, default=None, help="Images per step. [default: 128]")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True,
+              help="AdamW, or SGD with momentum 0.9.")
+@click.option("--arch", default=None, help="Architecture (see `mnist-edge models`). [default: edgenet]")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed: same seed, same weights (CPU).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--augment/--no-augment", default=True, show_default=True,
+              help="Random rotation, scale and shift of each training image.")
+@click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_ARTIFACTS, show_default=True,
+              help="Where model.pth, metrics.json and the plots go.")
+@click.option("--resume", is_flag=True, help="Continue the run whose checkpoint is in --out.")
+@click.option("--subset", type=click.IntRange(min=1), default=None,
+              help="Train on the first N training images only (quick trials).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch threads. [default: all cores]")
+@click.option("--plots/--no-plots", default=True, show_default=True, help="Write the figures at the end.")
+@data_dir_option
+@dataset_option
+def train(**opts) -> None:
+    """Train a model; writes model.pth, metrics.json and the figures into --out."""
+    from .train import TrainConfig
+    from .train import train as run_train
+
+    defaults = TrainConfig()
+    cfg = TrainConfig(**{k: (getattr(defaults, k) if v is None and k in ("epochs", "lr", "batch_size", "arch") else v)
+                         for k, v in opts.items()})
+    res = run_train(cfg)
+    click.echo(f"test accuracy {100 * res.test_acc:.2f}% (loss {res.test_loss:.4f}) after "
+               f"{len(res.history)} epochs; {res.seconds:.0f} s of training")
+    click.echo(f"wrote {res.checkpoint} and metrics.json{', figures' if cfg.plots else ''} in {cfg.out}/")
+
+
+@cli.command()
+@click.option("--model", "model_path", type=click.Path(dir_okay=True), default=f"{DEFAULT_ARTIFACTS}/model.pth",
+              show_default=True, help="A model.pth checkpoint or an exported model (.ts, .onnx).")
+@data_dir_option
+@json_option
+def evaluate(model_path: str, data_dir: str | None, as_json: bool) -> None:
+    """Test loss and accuracy of a saved model on its dataset's test split."""
+    from .data import load_test_split
+    from .runtimes import evaluate_runtime, load_runtime
+
+    rt = load_runtime(model_path)
+    split = load_test_split(data_dir, rt.metadata.dataset)
+    res = evaluate_runtime(rt, split)
+    if as_json:
+        click.echo(json.dumps({"model": model_path, "format": rt.format, "test_acc": res.accuracy,
+                               "test_loss": res.loss, "images": len(split)}))
+    else:
+        correct = int(round(res.accuracy * len(split)))
+        click.echo(f"{model_path} ({rt.format}): test accuracy {100 * res.accuracy:.2f}% "
+                   f"({correct}/{len(split)}), loss {res.loss:.4f}")
+
+
+@cli.command()
+def models() -> None:
+    """List the architectures with their size and cost per image."""
+    from .models import ARCHS, DEFAULT_ARCH, build, count_macs, count_params
+
+    click.echo(f"{'name':<16}{'params':>10}{'MACs/img':>12}  description")
+    for name, arch in ARCHS.items():
+        m = build(name)
+        star = " (default)" if name == DEFAULT_ARCH else ""
+        click.echo(f"{name:<16}{count_params(m):>10,}{count_macs(m) / 1e6:>11.2f}M  {arch.summary}{star}")
+
+
+def main() -> None:
+    cli(prog_name="mnist-edge")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Typed errors a user can cause; the CLI turns each into one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class MnistEdgeError(Exception):
+    """Base of every error the CLI reports as one line (exit code 1 unless a subclass says otherwise)."""
+
+    exit_code = 1
+
+
+class DataError(MnistEdgeError):
+    """A data file or folder is missing, corrupt or of the wrong shape."""
+
+
+class ModelFileError(MnistEdgeError):
+    """A checkpoint or exported model is missing, corrupt or not one of ours."""
+
+
+class ImageError(MnistEdgeError):
+    """An input image is missing, not an image, corrupt or too large."""
+
+
+class ExportError(MnistEdgeError):
+    """An export could not be written or did not pass its verification."""
+
+
+class ParityError(MnistEdgeError):
+    """An exported model does not compute what the reference computes."""
+
+
+class MissingExtraError(MnistEdgeError):
+    """A command needs an optional dependency group that is not installed."""

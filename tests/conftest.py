@@ -1,0 +1,83 @@
+"""Shared fixtures: tiny synthetic IDX/CSV datasets made in the test, a CLI runner, a tiny trained model."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+REAL_DATA = os.environ.get("MNIST_EDGE_DATA")
+needs_real_data = pytest.mark.skipif(
+    not REAL_DATA or not Path(REAL_DATA).is_dir(),
+    reason="real-MNIST test: set MNIST_EDGE_DATA to a folder holding the MNIST IDX files "
+           "(e.g. MNIST_EDGE_DATA=../shared/data/mnist)",
+)
+
+
+def synthetic_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n easy 28x28 'digits': class k is a bright bar at row 4+2k, with a little noise."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 30, (n, 28, 28)).astype(np.uint8)
+    for i, k in enumerate(labels):
+        images[i, 4 + 2 * k:7 + 2 * k, 5:23] = 255
+    return images, labels
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    magic = 0x800 + arr.ndim  # unsigned bytes
+    return struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in arr.shape) + arr.tobytes()
+
+
+def write_idx_dataset(folder: Path, n_train: int = 512, n_test: int = 128, gz: bool = True,
+                      layout: str = "flat") -> Path:
+    """The four IDX files, gzip or raw, flat in `folder` or in torchvision's MNIST/raw layout."""
+    target = folder if layout == "flat" else folder / "MNIST" / "raw"
+    target.mkdir(parents=True, exist_ok=True)
+    for stem, n, seed in (("train", n_train, 0), ("t10k", n_test, 1)):
+        x, y = synthetic_digits(n, seed)
+        for kind, arr, dims in (("images", x, 3), ("labels", y, 1)):
+            name = f"{stem}-{kind}-idx{dims}-ubyte"
+            data = idx_bytes(arr)
+            if gz:
+                (target / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (target / name).write_bytes(data)
+    return folder
+
+
+def write_csv_dataset(folder: Path, n_train: int = 64, n_test: int = 32) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    header = "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29))
+    for name, n, seed in (("mnist_train.csv", n_train, 0), ("mnist_test.csv", n_test, 1)):
+        x, y = synthetic_digits(n, seed)
+        rows = [",".join([str(int(lbl))] + [str(int(p)) for p in img.ravel()]) for img, lbl in zip(x, y)]
+        (folder / name).write_text(header + "\n" + "\n".join(rows) + "\n")
+    return folder
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def idx_data(tmp_path: Path) -> Path:
+    return write_idx_dataset(tmp_path / "data")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A folder with a model.pth (+ metrics, plots) trained 2 epochs on synthetic data, shared by tests."""
+    from mnist_edge.train import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("tiny")
+    data = write_idx_dataset(root / "data")
+    out = root / "artifacts"
+    train(TrainConfig(epochs=2, data_dir=str(data), out=str(out), threads=1, batch_size=64))
+    return out

@@ -1,0 +1,121 @@
+"""Training: every architecture's output shape, the CLI run and its files, determinism and resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mnist_edge import checkpoint
+from mnist_edge.cli import cli
+from mnist_edge.models import ARCHS, build, count_macs, count_params
+from mnist_edge.plots import PLOT_FILES
+from mnist_edge.train import TrainConfig, TrainingInterrupted, train
+
+from .conftest import needs_real_data, write_idx_dataset
+
+
+@pytest.mark.parametrize("name", list(ARCHS))
+def test_every_arch_maps_a_batch_to_10_scores(name):
+    model = build(name).eval()
+    with torch.no_grad():
+        out = model(torch.randn(3, 1, 28, 28))
+    assert out.shape == (3, 10)
+    assert torch.isfinite(out).all()
+    assert count_params(model) > 1000 and count_macs(model) > 100_000
+
+
+def test_cli_train_writes_every_output(tmp_path, runner):
+    data = write_idx_dataset(tmp_path / "data")
+    out = tmp_path / "art"
+    res = runner.invoke(cli, ["train", "--data-dir", str(data), "--epochs", "1", "--out", str(out),
+                              "--threads", "1", "--batch-size", "64"])
+    assert res.exit_code == 0, res.output
+    assert "test accuracy" in res.output
+    for name in ("model.pth", "metrics.json", *PLOT_FILES):
+        f = out / name
+        assert f.is_file() and f.stat().st_size > 0, name
+    for name in PLOT_FILES:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    m = json.loads((out / "metrics.json").read_text())
+    assert len(m["epochs"]) == 1
+    row = m["epochs"][0]
+    assert set(row) == {"epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds"}
+    assert 0 <= m["test_acc"] <= 1 and m["test_acc"] == row["test_acc"]
+    assert not list(out.glob("*.tmp")), "temporary files left behind"
+
+
+def test_checkpoint_carries_what_is_needed_to_use_it(tiny_run):
+    ckpt = checkpoint.load(tiny_run / "model.pth")
+    meta = ckpt["metadata"]
+    assert meta.arch == "edgenet" and meta.class_names == [str(d) for d in range(10)]
+    assert (meta.mean, meta.std) == (0.1307, 0.3081)
+    assert meta.epochs == 2 and 0 <= meta.test_acc <= 1
+    assert meta.versions["torch"] == torch.__version__
+    model, meta2 = checkpoint.load_model(tiny_run / "model.pth")
+    assert meta2 == meta and not model.training
+
+
+def test_tiny_model_learns_the_synthetic_task(tiny_run):
+    m = json.loads((tiny_run / "metrics.json").read_text())
+    assert m["test_acc"] > 0.5  # chance is 0.1; the bars are easy
+
+
+def _weights(path):
+    return checkpoint.load(path)["state_dict"]
+
+
+def test_same_seed_same_weights_and_resume_equivalence(tmp_path):
+    data = write_idx_dataset(tmp_path / "data", n_train=256, n_test=64)
+    base = dict(epochs=3, data_dir=str(data), threads=1, batch_size=64, plots=False)
+    train(TrainConfig(out=str(tmp_path / "a"), **base))
+
+    def stop_after_first(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted) as e:
+        train(TrainConfig(out=str(tmp_path / "b"), **base), on_epoch=stop_after_first)
+    assert "holds epoch 1" in str(e.value) and e.value.exit_code == 130
+    assert checkpoint.load(tmp_path / "b" / "model.pth")["epochs_done"] == 1
+    train(TrainConfig(out=str(tmp_path / "b"), resume=True, **base))
+
+    a, b = _weights(tmp_path / "a" / "model.pth"), _weights(tmp_path / "b" / "model.pth")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    hist_a = json.loads((tmp_path / "a" / "metrics.json").read_text())["epochs"]
+    hist_b = json.loads((tmp_path / "b" / "metrics.json").read_text())["epochs"]
+    assert [h["test_acc"] for h in hist_a] == [h["test_acc"] for h in hist_b]
+
+
+def test_resume_refuses_a_different_run(tmp_path, runner):
+    data = write_idx_dataset(tmp_path / "data", n_train=128, n_test=32)
+    args = ["train", "--data-dir", str(data), "--out", str(tmp_path / "o"), "--epochs", "1",
+            "--no-plots", "--threads", "1"]
+    assert runner.invoke(cli, args).exit_code == 0
+    res = runner.invoke(cli, args + ["--resume", "--seed", "5"])
+    assert res.exit_code == 1 and "cannot resume" in res.output and "seed" in res.output
+
+
+def test_resume_without_checkpoint_is_one_line(tmp_path, runner):
+    data = write_idx_dataset(tmp_path / "data", n_train=64, n_test=16)
+    res = runner.invoke(cli, ["train", "--data-dir", str(data), "--out", str(tmp_path / "none"),
+                              "--resume", "--no-plots"])
+    assert res.exit_code == 1 and "no such checkpoint" in res.output and "Traceback" not in res.output
+
+
+def test_unknown_arch_is_one_line(tmp_path, runner, idx_data):
+    res = runner.invoke(cli, ["train", "--arch", "resnet9000", "--data-dir", str(idx_data)])
+    assert res.exit_code == 1 and "unknown architecture 'resnet9000'" in res.output
+
+
+@needs_real_data
+@pytest.mark.slow
+def test_real_mnist_short_run_beats_95_percent(tmp_path):
+    import os
+
+    res = train(TrainConfig(epochs=1, subset=10_000, data_dir=os.environ["MNIST_EDGE_DATA"],
+                            out=str(tmp_path), plots=False))
+    assert res.test_acc > 0.95, res.test_acc
