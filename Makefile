@@ -11,7 +11,7 @@ export MNIST_EDGE_DATA
 STAMP  := $(VENV)/.installed
 TRAIN_INPUTS := $(addprefix mnist_edge/,train.py models.py data.py metadata.py checkpoint.py)
 
-.PHONY: all install train export check bench test lint clean help
+.PHONY: all install train export check bench test lint clean help default-model
 
 all: check bench  ## install, train, export, check parity, benchmark
 
@@ -30,6 +30,27 @@ $(ART)/model.pth: $(STAMP) $(TRAIN_INPUTS)
 	$(BIN)/mnist-edge train --out $(ART)
 
 train: $(ART)/model.pth  ## train the default model (artifacts/model.pth, metrics, figures)
+
+EXPORTS := $(addprefix $(ART)/,model.ts model.int8.ts model.onnx model.int8.onnx)
+EXPORT_INPUTS := $(addprefix mnist_edge/,export.py parity.py runtimes.py formats.py)
+
+# One export run writes all four files; the stamp stands for all of them.
+$(ART)/.exported: $(ART)/model.pth $(EXPORT_INPUTS)
+	$(BIN)/mnist-edge export --format all --quantize --checkpoint $(ART)/model.pth --out $(ART)
+	touch $@
+
+export: $(ART)/.exported  ## TorchScript + ONNX, fp32 and int8, each verified
+
+check: $(ART)/.exported  ## parity of every exported model against PyTorch on the test set
+	$(BIN)/mnist-edge check --artifacts $(ART)
+
+bench: $(ART)/.exported  ## latency, throughput, size and accuracy of every format (pytest-benchmark + mnist-edge bench)
+	$(BIN)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-json=$(ART)/benchmarks.json
+	$(BIN)/mnist-edge bench --artifacts $(ART)
+	@cat $(ART)/bench.md
+
+default-model: $(ART)/.exported  ## copy this run's verified ONNX model into the package as the shipped default
+	$(BIN)/python -m mnist_edge.ship $(ART)
 
 test: $(STAMP)  ## run the test suite (real-MNIST tests need MNIST_EDGE_DATA)
 	$(BIN)/python -m pytest

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 
@@ -38,10 +39,14 @@ def load(path: str | os.PathLike) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         # torch's message is long; the line naming the refused global is the useful one
-        lines = [ln.strip() for ln in str(e).splitlines() if "Unsupported" in ln or "global" in ln]
-        why = lines[0][:160] if lines else "it holds more than plain weights"
+        refused = re.search(r"GLOBAL ([\w.]+)", str(e))
+        if refused:
+            raise ModelFileError(
+                f"{path}: not an mnist-edge checkpoint, refused to load it: it asks for "
+                f"{refused.group(1)} (only plain weights are ever loaded)"
+            ) from None
         raise ModelFileError(
-            f"{path}: not an mnist-edge checkpoint, refused to load it ({why})"
+            f"{path}: corrupt or unreadable checkpoint (not a torch archive of plain weights; nothing in it was run)"
         ) from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError, AttributeError) as e:
         first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__

@@ -60,6 +60,7 @@ class ModelMetadata:
     epochs: int = 0
     seed: int | None = None
     versions: dict = field(default_factory=dict)
+    quantization: str | None = None  # how an int8 export was made; None for fp32 models
     tool: str = FORMAT_TAG
     mnist_edge_version: str = __version__
 

@@ -7,6 +7,7 @@ The ONNX runtime never imports torch: predicting with an .onnx model works witho
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -28,8 +29,10 @@ class Runtime(Protocol):
         ...
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: Path, fmt: Format) -> None:
     if not path.exists():
+        if fmt.family == "pytorch":
+            raise ModelFileError(f"{path}: no such checkpoint (train one with `mnist-edge train`)")
         raise ModelFileError(f"{path}: no such model file")
     if path.is_dir():
         raise ModelFileError(f"{path}: is a folder, not a model file")
@@ -68,7 +71,9 @@ def load_torchscript(path: Path, fmt: Format, threads: int | None = None) -> Tor
     _set_torch_threads(threads)
     extra = {METADATA_KEY: ""}
     try:
-        model = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit is deprecated in recent torch; still works
+            model = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as e:  # torch raises RuntimeError/ValueError/zip errors for a bad archive
         first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
         raise ModelFileError(f"{path}: corrupt or not a TorchScript model ({first})") from None
@@ -136,7 +141,7 @@ def load_runtime(path: str | os.PathLike, threads: int | None = None) -> Runtime
     """Load any supported model file, chosen by its name; errors name the file and the problem."""
     path = Path(path)
     fmt = format_of(path)
-    _check_file(path)
+    _check_file(path, fmt)
     return LOADERS[fmt.family](path, fmt, threads)
 
 

@@ -1,0 +1,248 @@
+"""Export to every format and parity: a tiny random model, held to the same tolerances as a real one."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mnist_edge import checkpoint
+from mnist_edge.cli import cli
+from mnist_edge.formats import FORMATS
+from mnist_edge.metadata import ModelMetadata
+from mnist_edge.models import build, default_args
+from mnist_edge.runtimes import load_runtime
+
+from .conftest import needs_real_data, write_idx_dataset
+
+ALL_FILES = ["model.ts", "model.int8.ts", "model.onnx", "model.int8.onnx"]
+
+
+def save_random_checkpoint(path: Path, arch: str = "edgenet", seed: int = 0) -> ModelMetadata:
+    torch.manual_seed(seed)
+    model = build(arch).eval()
+    meta = ModelMetadata.for_dataset(arch, default_args(arch), "mnist")
+    meta.test_acc, meta.epochs = 0.1, 0
+    checkpoint.save(path, {"state_dict": model.state_dict(), "metadata": meta.to_dict()})
+    return meta
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory) -> tuple[Path, Path]:
+    """(artifacts folder with model.pth + all four exports, data folder), made once."""
+    root = tmp_path_factory.mktemp("export")
+    data = write_idx_dataset(root / "data", n_train=300, n_test=100)
+    art = root / "art"
+    art.mkdir()
+    save_random_checkpoint(art / "model.pth")
+    from mnist_edge.export import export_models
+
+    export_models(art / "model.pth", art, "all", quantize=True, calibration_samples=200, data_dir=str(data))
+    return art, data
+
+
+def test_export_writes_the_four_files_and_nothing_else(exported):
+    art, _ = exported
+    assert sorted(p.name for p in art.iterdir()) == sorted(ALL_FILES + ["model.pth"])
+
+
+def test_every_format_passes_parity_within_tolerances(exported, runner):
+    art, data = exported
+    res = runner.invoke(cli, ["check", "--artifacts", str(art), "--data-dir", str(data), "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["passed"] is True
+    by_fmt = {r["format"]: r for r in report["results"]}
+    assert set(by_fmt) == {"torchscript", "torchscript-int8", "onnx", "onnx-int8"}
+    for name in ("torchscript", "onnx"):
+        assert by_fmt[name]["max_abs_diff"] <= 1e-4 and by_fmt[name]["top1_agreement"] == 1.0
+    for name in ("torchscript-int8", "onnx-int8"):
+        assert by_fmt[name]["top1_agreement"] >= 0.995 and by_fmt[name]["accuracy_delta"] >= -0.002
+    keys = {"format", "path", "max_abs_diff", "mean_abs_diff", "top1_agreement", "accuracy",
+            "accuracy_delta", "passed"}
+    assert all(keys <= set(r) for r in report["results"])
+
+
+def test_onnx_file_is_self_contained_with_dynamic_batch(exported):
+    import onnx
+    import onnxruntime as ort
+
+    art, _ = exported
+    proto = onnx.load(str(art / "model.onnx"))
+    onnx.checker.check_model(proto)
+    assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert [i.name for i in proto.graph.input] == ["input"]
+    assert [o.name for o in proto.graph.output] == ["logits"]
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and not dims[0].dim_value  # symbolic batch
+    assert [d.dim_value for d in dims[1:]] == [1, 28, 28]
+    assert not list(art.glob("*.data"))
+    sess = ort.InferenceSession(str(art / "model.onnx"), providers=["CPUExecutionProvider"])
+    for n in (1, 7, 300):
+        out = sess.run(None, {"input": np.zeros((n, 1, 28, 28), np.float32)})[0]
+        assert out.shape == (n, 10)
+
+
+@pytest.mark.parametrize("name", ALL_FILES)
+def test_metadata_round_trips_through_every_format(exported, name):
+    art, _ = exported
+    ref = checkpoint.load(art / "model.pth")["metadata"]
+    meta = load_runtime(art / name).metadata
+    assert (meta.mean, meta.std, meta.class_names, meta.arch, meta.arch_args) == \
+        (ref.mean, ref.std, ref.class_names, ref.arch, ref.arch_args)
+    assert meta.test_acc == ref.test_acc
+    assert (meta.quantization is not None) == (".int8." in name)
+
+
+def test_int8_files_are_smaller(exported):
+    art, _ = exported
+    assert (art / "model.int8.onnx").stat().st_size <= 0.30 * (art / "model.onnx").stat().st_size
+    assert (art / "model.int8.ts").stat().st_size < (art / "model.ts").stat().st_size
+
+
+def test_onnx_predicts_in_a_process_that_cannot_import_torch(exported):
+    art, _ = exported
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+        "import numpy as np\n"
+        "from mnist_edge.runtimes import load_runtime\n"
+        f"rt = load_runtime({str(art / 'model.onnx')!r})\n"
+        "out = rt.run(np.zeros((3, 1, 28, 28), np.float32))\n"
+        "print(out.shape, rt.metadata.arch)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "(3, 10) edgenet"
+
+
+def test_check_fails_on_a_perturbed_model(exported, tmp_path, runner):
+    art, data = exported
+    bad = tmp_path / "bad"
+    shutil.copytree(art, bad)
+    ckpt = checkpoint.load(bad / "model.pth")
+    sd = {k: (v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
+    checkpoint.save(bad / "model.pth", {"state_dict": sd, "metadata": ckpt["metadata"].to_dict()})
+    res = runner.invoke(cli, ["check", "--artifacts", str(bad), "--data-dir", str(data)])
+    assert res.exit_code == 1
+    assert "FAIL" in res.output and "max |Δlogit|" in res.output
+    res = runner.invoke(cli, ["check", "--artifacts", str(bad), "--data-dir", str(data), "--json"])
+    assert res.exit_code == 1 and json.loads(res.output)["passed"] is False
+
+
+def test_tolerance_override_makes_check_stricter(exported, runner):
+    art, data = exported
+    res = runner.invoke(cli, ["check", "--artifacts", str(art), "--data-dir", str(data), "--atol", "1e-12"])
+    assert res.exit_code == 1 and "> 1e-12" in res.output
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/mnist-edge-pwned",))
+
+
+BAD_CHECKPOINTS = {
+    "missing": (None, "no such checkpoint"),
+    "corrupt": (b"\x00garbage" * 100, "corrupt or unreadable"),
+    "foreign": ("foreign", "not an mnist-edge checkpoint"),
+    "malicious": ("evil", "refused to load"),
+    "other arch": ("otherarch", "do not fit architecture 'lenet-dropout'"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_CHECKPOINTS))
+def test_export_refuses_bad_checkpoints_and_keeps_earlier_files(exported, tmp_path, runner, case):
+    art, data = exported
+    out = tmp_path / "out"
+    shutil.copytree(art, out)
+    before = _snapshot(out)
+    ckpt = tmp_path / "in.pth"
+    content, expected = BAD_CHECKPOINTS[case]
+    if isinstance(content, bytes):
+        ckpt.write_bytes(content)
+    elif content == "foreign":
+        torch.save({"weights": torch.zeros(3)}, ckpt)
+    elif content == "evil":
+        if os.path.exists("/tmp/mnist-edge-pwned"):
+            os.remove("/tmp/mnist-edge-pwned")
+        ckpt.write_bytes(pickle.dumps({"format": _Evil()}, protocol=2))
+    elif content == "otherarch":
+        good = checkpoint.load(art / "model.pth")
+        meta = good["metadata"].to_dict()
+        meta["arch"], meta["arch_args"] = "lenet-dropout", {}
+        checkpoint.save(ckpt, {"state_dict": good["state_dict"], "metadata": meta})
+    res = runner.invoke(cli, ["export", "--checkpoint", str(ckpt), "--out", str(out), "--data-dir", str(data)])
+    assert res.exit_code == 1, res.output
+    last = res.output.strip().splitlines()[-1]
+    assert last.startswith("Error: ") and str(ckpt) in last and expected in last, last
+    assert "Traceback" not in res.output
+    assert _snapshot(out) == before
+    assert not os.path.exists("/tmp/mnist-edge-pwned")
+
+
+def test_export_to_unwritable_folder_is_one_line(exported, tmp_path, runner):
+    art, data = exported
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    res = runner.invoke(cli, ["export", "--checkpoint", str(art / "model.pth"), "--out", str(blocker / "sub"),
+                              "--data-dir", str(data), "--format", "onnx"])
+    assert res.exit_code == 1 and "cannot write here" in res.output and "Traceback" not in res.output
+
+
+def test_unknown_format_is_rejected(runner):
+    res = runner.invoke(cli, ["export", "--format", "tflite"])
+    assert res.exit_code == 2 and "tflite" in res.output
+
+
+def test_failed_verification_keeps_the_earlier_file(exported, tmp_path, monkeypatch):
+    from mnist_edge import parity
+    from mnist_edge.errors import ParityError
+    from mnist_edge.export import export_models
+
+    art, data = exported
+    out = tmp_path / "out"
+    shutil.copytree(art, out)
+    before = _snapshot(out)
+    real = parity.compare
+
+    def failing(*a, **k):
+        r = real(*a, **k)
+        r.passed, r.failures = False, ["forced failure"]
+        return r
+
+    monkeypatch.setattr(parity, "compare", failing)
+    with pytest.raises(ParityError, match="forced failure"):
+        export_models(out / "model.pth", out, "onnx", data_dir=str(data))
+    assert _snapshot(out) == before
+    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_formats_table_names_every_file():
+    assert [f.filename for f in FORMATS.values()] == ["model.pth"] + ALL_FILES
+
+
+@needs_real_data
+@pytest.mark.slow
+def test_real_mnist_export_and_check(tmp_path, runner):
+    from mnist_edge.train import TrainConfig, train
+
+    data = os.environ["MNIST_EDGE_DATA"]
+    train(TrainConfig(epochs=1, subset=10_000, data_dir=data, out=str(tmp_path), plots=False))
+    res = runner.invoke(cli, ["export", "--quantize", "--out", str(tmp_path),
+                              "--checkpoint", str(tmp_path / "model.pth"), "--data-dir", data])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(cli, ["check", "--artifacts", str(tmp_path), "--data-dir", data, "--json"])
+    report = json.loads(res.output)
+    assert res.exit_code == 0 and report["passed"], report
+    assert len(report["results"]) == 4
