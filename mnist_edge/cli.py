@@ -117,6 +117,132 @@ def evaluate(model_path: str, data_dir: str | None, as_json: bool) -> None:
                    f"({correct}/{len(split)}), loss {res.loss:.4f}")
 
 
+def _tolerance_options(f):
+    from .parity import FP32_MAX_ABS_DIFF, INT8_MAX_ACCURACY_DROP, INT8_MIN_AGREEMENT
+
+    f = click.option("--max-acc-drop-int8", type=float, default=INT8_MAX_ACCURACY_DROP, show_default=True,
+                     help="Largest accuracy drop of an int8 format, as a fraction.")(f)
+    f = click.option("--min-agreement-int8", type=float, default=INT8_MIN_AGREEMENT, show_default=True,
+                     help="Smallest top-1 agreement of an int8 format with PyTorch.")(f)
+    f = click.option("--atol", type=float, default=FP32_MAX_ABS_DIFF, show_default=True,
+                     help="Largest |logit difference| of an fp32 format.")(f)
+    return f
+
+
+def _tolerances(atol: float, min_agreement_int8: float, max_acc_drop_int8: float):
+    from .parity import Tolerances
+
+    return Tolerances(fp32_max_abs_diff=atol, int8_min_agreement=min_agreement_int8,
+                      int8_max_accuracy_drop=max_acc_drop_int8)
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["torchscript", "onnx", "all"]), default="all",
+              show_default=True, help="Which format(s) to write.")
+@click.option("--quantize", is_flag=True, help="Also write the int8 twin of each format.")
+@click.option("--quantize-mode", type=click.Choice(["static", "dynamic"]), default="static",
+              show_default=True, help="ONNX int8: static QDQ (calibrated) or dynamic (MatMul/Gemm only).")
+@click.option("--calibration-samples", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Training images used to calibrate static quantization.")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(), default=f"{DEFAULT_ARTIFACTS}/model.pth",
+              show_default=True, help="The trained model.pth to export.")
+@click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_ARTIFACTS, show_default=True)
+@data_dir_option
+@_tolerance_options
+def export(fmt, quantize, quantize_mode, calibration_samples, checkpoint_path, out, data_dir,
+           atol, min_agreement_int8, max_acc_drop_int8) -> None:
+    """Export to TorchScript and/or ONNX (optionally int8); each file is verified before it is kept."""
+    from pathlib import Path
+
+    from .export import export_models
+
+    def report(e) -> None:
+        p = e.parity
+        click.echo(f"wrote {e.path} ({e.size_bytes / 1024:.0f} KB): max |Δlogit| {p.max_abs_diff:.1e}, "
+                   f"top-1 agreement {100 * p.top1_agreement:.2f}%, accuracy {100 * p.accuracy:.2f}% "
+                   f"({100 * p.accuracy_delta:+.2f})")
+
+    export_models(Path(checkpoint_path), Path(out), fmt, quantize, quantize_mode, calibration_samples,
+                  data_dir, _tolerances(atol, min_agreement_int8, max_acc_drop_int8), on_done=report)
+
+
+@cli.command()
+@click.option("--artifacts", type=click.Path(file_okay=False), default=DEFAULT_ARTIFACTS, show_default=True,
+              help="Folder with the exported models (and model.pth, the reference).")
+@click.option("--checkpoint", "checkpoint_path", type=click.Path(), default=None,
+              help="The reference checkpoint. [default: ARTIFACTS/model.pth]")
+@data_dir_option
+@json_option
+@_tolerance_options
+def check(artifacts, checkpoint_path, data_dir, as_json, atol, min_agreement_int8, max_acc_drop_int8) -> None:
+    """Parity of every exported model with PyTorch on the whole test set (exit 1 if any fails)."""
+    from pathlib import Path
+
+    from .data import load_test_split
+    from .errors import MnistEdgeError
+    from .parity import check_folder, present_formats, reference, table
+    from .runtimes import load_runtime
+
+    artifacts = Path(artifacts)
+    if not present_formats(artifacts):
+        raise MnistEdgeError(f"{artifacts}: no exported models to check (run `mnist-edge export`)")
+    ref_rt = load_runtime(checkpoint_path or artifacts / "model.pth")
+    ref = reference(ref_rt, load_test_split(data_dir, ref_rt.metadata.dataset))
+    report = check_folder(ref, artifacts, _tolerances(atol, min_agreement_int8, max_acc_drop_int8))
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+    else:
+        click.echo(f"parity against {ref_rt.path} on {len(ref.labels):,} test images "
+                   f"(batches of {', '.join(map(str, report.results[0].batch_sizes))}) and 4 edge inputs")
+        click.echo(table(report.results, report.reference_accuracy))
+        click.echo("all formats pass" if report.passed else "some formats FAIL")
+    if not report.passed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--model", "model_path", default=None,
+              help="A .onnx, .ts or .pth model. [default: best in artifacts/, else the shipped model]")
+@click.option("--top-k", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Also show the next guesses.")
+@json_option
+def predict(images: tuple[str, ...], model_path: str | None, top_k: int, as_json: bool) -> None:
+    """Predict the digit in each IMAGE (any format and size; - reads one image from stdin)."""
+    from .predict import load_model, predict_sources
+
+    rt = load_model(model_path)
+    stdin = click.get_binary_stream("stdin")
+    failed = 0
+    for res in predict_sources(rt, images, stdin=stdin):
+        if isinstance(res, MnistEdgeError):
+            failed += 1
+            click.echo(f"Error: {res}", err=True)
+        elif as_json:
+            click.echo(json.dumps(res.to_json()))
+        else:
+            top = res.top(top_k, rt.metadata.class_names)
+            line = f"{res.path}: {res.label} ({100 * res.confidence:.1f}%)"
+            if top_k > 1:
+                line += "  next: " + ", ".join(f"{lbl} ({100 * p:.1f}%)" for lbl, p in top[1:])
+            click.echo(line)
+    if failed:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--model", "model_path", default=None,
+              help="Any model file. [default: the one predict would use]")
+@json_option
+def info(model_path: str | None, as_json: bool) -> None:
+    """A model's format, size, accuracy and the metadata it carries."""
+    from .info import describe, render
+    from .predict import load_model
+
+    d = describe(load_model(model_path))
+    click.echo(json.dumps(d) if as_json else render(d))
+
+
 @cli.command()
 def models() -> None:
     """List the architectures with their size and cost per image."""
