@@ -45,7 +45,7 @@ check: $(ART)/.exported  ## parity of every exported model against PyTorch on th
 	$(BIN)/mnist-edge check --artifacts $(ART)
 
 bench: $(ART)/.exported  ## latency, throughput, size and accuracy of every format (pytest-benchmark + mnist-edge bench)
-	$(BIN)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-json=$(ART)/benchmarks.json
+	MNIST_EDGE_ARTIFACTS=$(ART) $(BIN)/python -m pytest benchmarks -q -p no:cacheprovider --benchmark-json=$(ART)/benchmarks.json
 	$(BIN)/mnist-edge bench --artifacts $(ART)
 	@cat $(ART)/bench.md
 

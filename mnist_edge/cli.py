@@ -63,13 +63,15 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--epochs", type=int, default=None, help="Epochs to train. [default: 12]")
-@click.option("--lr", type=float, default=None, help="Peak learning rate (one-cycle). [default: 0.01]")
-@click.option("--batch-size", type=int, default=None, help="Images per step. [default: 128]")
+@click.option("--lr", type=float, default=None, help="Peak learning rate (one-cycle). [default: 0.02]")
+@click.option("--batch-size", type=int, default=None, help="Images per step. [default: 256]")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True,
               help="AdamW, or SGD with momentum 0.9.")
 @click.option("--arch", default=None, help="Architecture (see `mnist-edge models`). [default: edgenet]")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed: same seed, same weights (CPU).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default="auto", show_default=True,
+              help="bf16 autocast in training where the hardware has native bf16 (auto), or not.")
 @click.option("--augment/--no-augment", default=True, show_default=True,
               help="Random rotation, scale and shift of each training image.")
 @click.option("--out", type=click.Path(file_okay=False), default=DEFAULT_ARTIFACTS, show_default=True,
@@ -118,7 +120,7 @@ def evaluate(model_path: str, data_dir: str | None, as_json: bool) -> None:
 
 
 def _tolerance_options(f):
-    from .parity import FP32_MAX_ABS_DIFF, INT8_MAX_ACCURACY_DROP, INT8_MIN_AGREEMENT
+    from .tolerances import FP32_MAX_ABS_DIFF, INT8_MAX_ACCURACY_DROP, INT8_MIN_AGREEMENT
 
     f = click.option("--max-acc-drop-int8", type=float, default=INT8_MAX_ACCURACY_DROP, show_default=True,
                      help="Largest accuracy drop of an int8 format, as a fraction.")(f)
@@ -130,7 +132,7 @@ def _tolerance_options(f):
 
 
 def _tolerances(atol: float, min_agreement_int8: float, max_acc_drop_int8: float):
-    from .parity import Tolerances
+    from .tolerances import Tolerances
 
     return Tolerances(fp32_max_abs_diff=atol, int8_min_agreement=min_agreement_int8,
                       int8_max_accuracy_drop=max_acc_drop_int8)
@@ -201,6 +203,31 @@ def check(artifacts, checkpoint_path, data_dir, as_json, atol, min_agreement_int
 
 
 @cli.command()
+@click.option("--artifacts", type=click.Path(file_okay=False), default=DEFAULT_ARTIFACTS, show_default=True,
+              help="Folder with model.pth and the exported models; bench.json, .md and .png go here.")
+@click.option("--formats", default=None,
+              help="Comma-separated formats, e.g. onnx,onnx-int8. [default: every one in ARTIFACTS]")
+@click.option("--batch-sizes", default="1,32,256", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Threads of every format. [default: all cores]")
+@click.option("--min-time", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Seconds of timing per format and batch size (after an uncounted warm-up).")
+@click.option("--min-accuracy", type=float, default=None,
+              help="Exit 1 if any format's test accuracy is below this fraction (e.g. 0.99).")
+@data_dir_option
+@json_option
+def bench(artifacts, formats, batch_sizes, threads, min_time, min_accuracy, data_dir, as_json) -> None:
+    """Latency, throughput, accuracy, size and memory of every format, each in its own process."""
+    from .bench import BenchConfig, parse_batch_sizes, parse_formats, run_bench
+
+    report = run_bench(BenchConfig(
+        artifacts=artifacts, formats=parse_formats(formats), batch_sizes=parse_batch_sizes(batch_sizes),
+        threads=threads, data_dir=data_dir, min_time_s=min_time, min_accuracy=min_accuracy))
+    click.echo(json.dumps(report.to_json()) if as_json else report.table())
+    report.check_min_accuracy()  # after the report is out: exit 1 with one line
+
+
+@cli.command()
 @click.argument("images", nargs=-1, required=True)
 @click.option("--model", "model_path", default=None,
               help="A .onnx, .ts or .pth model. [default: best in artifacts/, else the shipped model]")
@@ -241,6 +268,24 @@ def info(model_path: str | None, as_json: bool) -> None:
 
     d = describe(load_model(model_path))
     click.echo(json.dumps(d) if as_json else render(d))
+
+
+@cli.command()
+@click.option("--model", "model_path", default=None,
+              help="A .onnx, .ts or .pth model. [default: best in artifacts/, else the shipped model]")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0 exposes the server to the network).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True,
+              help="Port to listen on (0: any free port).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes, each with its own copy of the model.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=5 * 1024 * 1024, show_default=True,
+              help="Largest request body accepted; a larger one gets 413 before it is read.")
+def serve(model_path: str | None, host: str, port: int, workers: int, max_body_bytes: int) -> None:
+    """Serve predictions over HTTP (POST /predict) and a page to draw digits on (GET /)."""
+    from .serve import run
+
+    run(host, port, workers, model_path, max_body_bytes)
 
 
 @cli.command()

@@ -17,6 +17,8 @@ _EXTRA_OF = {
     "matplotlib": "train",
     "fastapi": "serve",
     "uvicorn": "serve",
+    "multipart": "serve",
+    "python_multipart": "serve",
 }
 
 

@@ -14,20 +14,9 @@ import numpy as np
 from .data import Split
 from .formats import EXPORTED, Format
 from .runtimes import Runtime, load_runtime, run_batched
+from .tolerances import Tolerances
 
-FP32_MAX_ABS_DIFF = 1e-4  # max |logit difference| allowed for fp32 formats
-FP32_MIN_AGREEMENT = 1.0  # fraction of images with the same top-1 class as PyTorch
-INT8_MIN_AGREEMENT = 0.995
-INT8_MAX_ACCURACY_DROP = 0.002  # 0.2 points of accuracy, as a fraction
 CHECK_BATCH_SIZES = (1, 7, 256)  # 7: an odd size; all three prove the batch axis is really dynamic
-
-
-@dataclass
-class Tolerances:
-    fp32_max_abs_diff: float = FP32_MAX_ABS_DIFF
-    fp32_min_agreement: float = FP32_MIN_AGREEMENT
-    int8_min_agreement: float = INT8_MIN_AGREEMENT
-    int8_max_accuracy_drop: float = INT8_MAX_ACCURACY_DROP
 
 
 def edge_inputs(mean: float, std: float) -> tuple[list[str], np.ndarray]:

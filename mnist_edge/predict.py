@@ -79,8 +79,9 @@ def predict_arrays(rt: Runtime, images: np.ndarray, names: list[str]) -> list[Pr
     classes = rt.metadata.class_names
     out = []
     for name, p in zip(names, probs):
+        probs6 = [round(float(v), 6) for v in p]  # 6 decimals: enough, and stable JSON
         i = int(p.argmax())
-        out.append(Prediction(name, i, classes[i], float(p[i]), [round(float(v), 6) for v in p]))
+        out.append(Prediction(name, i, classes[i], probs6[i], probs6))
     return out
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -32,14 +32,17 @@ class TrainConfig:
     """Everything that decides a training run. Defaults reach >= 99.6% on MNIST in < 10 min on 2 CPU cores."""
 
     epochs: int = 12
-    lr: float = 0.01  # peak learning rate of the one-cycle schedule
-    batch_size: int = 128
+    lr: float = 0.02  # peak learning rate of the one-cycle schedule
+    batch_size: int = 256
     optimizer: str = "adam"  # "adam" (AdamW) or "sgd" (momentum 0.9, nesterov)
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1  # softer targets: better calibrated, slightly more accurate
     arch: str = DEFAULT_ARCH
     seed: int = 0
     device: str = "auto"  # auto|cpu|cuda
+    # bf16 autocast for the forward pass where the processor has native bf16 (AVX512-BF16/AMX, or a
+    # CUDA GPU): ~1.6x faster training here; weights, optimizer and evaluation stay float32.
+    precision: str = "auto"  # auto|bf16|fp32
     augment: bool = True  # random rotation +-10 deg, scale +-10%, shift +-1.7 px, per image
     dataset: str = "mnist"
     data_dir: str | None = None
@@ -51,7 +54,7 @@ class TrainConfig:
 
     # What must match between a checkpoint and a --resume run for the result to be the same run.
     RESUME_KEYS = ("lr", "batch_size", "optimizer", "weight_decay", "label_smoothing", "arch",
-                   "seed", "augment", "dataset", "subset")
+                   "seed", "augment", "dataset", "subset", "precision")
 
 
 class TrainingInterrupted(MnistEdgeError):
@@ -91,6 +94,47 @@ def random_affine(torch, x, g):
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
+def epoch_batches(torch, images, labels, cfg: TrainConfig, epoch: int, mean: float, std: float,
+                  device: str = "cpu") -> Iterator[tuple]:
+    """One epoch of (x, y) batches from in-memory uint8 images (N, 1, 28, 28): shuffled, augmented and
+    normalised a whole batch at a time (no per-image transforms), from a generator seeded by (seed, epoch)."""
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
+    perm = torch.randperm(len(labels), generator=g)
+    for i in range(0, len(labels), cfg.batch_size):
+        idx = perm[i:i + cfg.batch_size]
+        x = images[idx].float().div_(255.0)
+        if cfg.augment:
+            x = random_affine(torch, x, g)
+        # channels_last: oneDNN's convolutions and BatchNorm train ~1.4x faster in NHWC on CPU (measured)
+        x = ((x - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
+        yield x, labels[idx].to(device)
+
+
+def use_bf16(torch, precision: str, device: str) -> bool:
+    """Whether to train with bf16 autocast: 'auto' only where bf16 is native, never emulated (slow)."""
+    if precision == "fp32":
+        return False
+    if device == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if precision == "bf16" and not native:
+        raise MnistEdgeError(f"--precision bf16: this {device.upper()} has no native bfloat16 (use fp32)")
+    return native
+
+
+def train_step(torch, model, opt, sched, x, y, label_smoothing: float, bf16: bool = False) -> tuple[float, int]:
+    """One optimisation step; returns (mean loss, correct predictions) of the batch."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(x)
+    loss = torch.nn.functional.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item(), int((logits.argmax(1) == y).sum())
+
+
 def _make_optimizer(torch, cfg: TrainConfig, model, steps: int):
     if cfg.optimizer == "adam":
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -119,7 +163,6 @@ def train(cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None) -> T
     """Train per `cfg`, writing model.pth and metrics.json each epoch and the plots at the end."""
     _check_config(cfg)
     torch = _torch()
-    F = torch.nn.functional
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = _pick_device(torch, cfg.device)
@@ -139,7 +182,8 @@ def train(cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None) -> T
     meta = ModelMetadata.for_dataset(cfg.arch, default_args(cfg.arch), cfg.dataset)
     mean, std = meta.mean, meta.std
     torch.manual_seed(cfg.seed)
-    model = build(cfg.arch, meta.arch_args, num_classes=len(spec.class_names)).to(device)
+    model = build(cfg.arch, meta.arch_args, num_classes=len(spec.class_names)).to(
+        device, memory_format=torch.channels_last)  # see epoch_batches
     opt, sched = _make_optimizer(torch, cfg, model, cfg.epochs * steps_per_epoch)
 
     history: list[dict] = []
@@ -148,8 +192,10 @@ def train(cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None) -> T
         start_epoch, history = _restore(cfg, ckpt_path, model, opt, sched)
         if start_epoch >= cfg.epochs:
             log(f"{ckpt_path}: already trained {start_epoch} of {cfg.epochs} epochs; nothing to do")
+    bf16 = use_bf16(torch, cfg.precision, device)
     log(f"{cfg.arch}: {count_params(model):,} parameters, {count_macs(model) / 1e6:.2f} M MACs/image; "
-        f"{n:,} training images, {len(test_split):,} test images, device {device}")
+        f"{n:,} training images, {len(test_split):,} test images, device {device}, "
+        f"{'bf16 autocast' if bf16 else 'fp32'}")
 
     t_start = time.perf_counter()
     epoch = start_epoch
@@ -157,27 +203,14 @@ def train(cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None) -> T
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout stream of this epoch
-            g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)
-            perm = torch.randperm(n, generator=g)
             model.train()
             loss_sum, correct = 0.0, 0
-            batches = range(0, n, cfg.batch_size)
-            with progress(batches, f"epoch {epoch + 1}/{cfg.epochs}") as bar:
-                for i in bar:
-                    idx = perm[i:i + cfg.batch_size]
-                    x = images[idx].float().div_(255.0)
-                    if cfg.augment:
-                        x = random_affine(torch, x, g)
-                    x = ((x - mean) / std).to(device)
-                    y = labels[idx].to(device)
-                    logits = model(x)
-                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    loss_sum += loss.item() * len(idx)
-                    correct += int((logits.argmax(1) == y).sum())
+            batches = epoch_batches(torch, images, labels, cfg, epoch, mean, std, device)
+            with progress(batches, f"epoch {epoch + 1}/{cfg.epochs}", length=steps_per_epoch) as bar:
+                for x, y in bar:
+                    loss, right = train_step(torch, model, opt, sched, x, y, cfg.label_smoothing, bf16)
+                    loss_sum += loss * len(y)
+                    correct += right
             from .evaluate import evaluate
 
             ev = evaluate(model, test_split, meta, device)

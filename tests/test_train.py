@@ -119,3 +119,25 @@ def test_real_mnist_short_run_beats_95_percent(tmp_path):
     res = train(TrainConfig(epochs=1, subset=10_000, data_dir=os.environ["MNIST_EDGE_DATA"],
                             out=str(tmp_path), plots=False))
     assert res.test_acc > 0.95, res.test_acc
+
+
+def test_evaluate_reports_the_trained_accuracy(tiny_run, runner):
+    m = json.loads((tiny_run / "metrics.json").read_text())
+    data = tiny_run.parent / "data"
+    res = runner.invoke(cli, ["evaluate", "--model", str(tiny_run / "model.pth"), "--data-dir", str(data), "--json"])
+    assert res.exit_code == 0, res.output
+    got = json.loads(res.output)
+    assert got["test_acc"] == pytest.approx(m["test_acc"]) and got["images"] == 128
+    assert got["test_loss"] == pytest.approx(m["test_loss"], rel=1e-4)
+    res = runner.invoke(cli, ["evaluate", "--model", str(tiny_run / "model.pth"), "--data-dir", str(data)])
+    assert f"{100 * m['test_acc']:.2f}%" in res.output
+
+
+def test_fashion_mnist_class_names_travel_with_the_model(tmp_path):
+    data = write_idx_dataset(tmp_path / "fashion", n_train=128, n_test=32)
+    train(TrainConfig(epochs=1, dataset="fashion-mnist", data_dir=str(data), out=str(tmp_path / "o"),
+                      threads=1, plots=False))
+    meta = checkpoint.load(tmp_path / "o" / "model.pth")["metadata"]
+    assert meta.dataset == "fashion-mnist"
+    assert meta.class_names[0] == "T-shirt/top" and meta.class_names[9] == "Ankle boot"
+    assert (meta.mean, meta.std) == (0.2860, 0.3530)
