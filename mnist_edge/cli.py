@@ -62,7 +62,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--epochs", type=int, default=None, help="Epochs to train. [default: 12]")
+@click.option("--epochs", type=int, default=None, help="Epochs to train. [default: 20]")
 @click.option("--lr", type=float, default=None, help="Peak learning rate (one-cycle). [default: 0.02]")
 @click.option("--batch-size", type=int, default=None, help="Images per step. [default: 256]")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True,
@@ -239,7 +239,7 @@ def predict(images: tuple[str, ...], model_path: str | None, top_k: int, as_json
     from .predict import load_model, predict_sources
 
     rt = load_model(model_path)
-    stdin = click.get_binary_stream("stdin")
+    stdin = getattr(sys.stdin, "buffer", sys.stdin)  # bytes: an image, not text
     failed = 0
     for res in predict_sources(rt, images, stdin=stdin):
         if isinstance(res, MnistEdgeError):

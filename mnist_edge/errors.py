@@ -18,7 +18,15 @@ class ModelFileError(MnistEdgeError):
 
 
 class ImageError(MnistEdgeError):
-    """An input image is missing, not an image, corrupt or too large."""
+    """An input image is missing, not an image, corrupt or too large.
+
+    `kind` says which, for callers that map it (the server's HTTP status): "too_large" (more pixels
+    than allowed), "unsupported" (not an image, or a format we do not decode), "invalid" (the rest).
+    """
+
+    def __init__(self, message: str, kind: str = "invalid"):
+        super().__init__(message)
+        self.kind = kind
 
 
 class ExportError(MnistEdgeError):

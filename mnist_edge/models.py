@@ -25,8 +25,10 @@ def _conv_bn(cin: int, cout: int, k: int) -> list[nn.Module]:
 class EdgeNet(nn.Module):
     """mnist-edge's default: 3 conv+BN blocks, 2 max-pools, global average pooling, 1 linear layer.
 
-    Cheap where edge inference pays (the full-resolution layer has 32 channels from one input
-    channel; the wide layers run at 14x14 and 7x7) and small (~0.1 M parameters, ~5 M MACs).
+    Cheap where edge inference pays (the only full-resolution layer maps 1 channel to 32; the wide
+    layers run at 14x14 and 7x7) and small: 95 k parameters, 7.9 M MACs per image, 0.38 MB as
+    float32 ONNX and 0.11 MB as int8. Global average pooling instead of a wide FC layer keeps the
+    parameter count low and lets int8 quantize almost every weight (the convolutions).
     """
 
     def __init__(self, channels: tuple[int, int, int] = (32, 64, 128), num_classes: int = 10):
@@ -130,7 +132,8 @@ class Arch:
 
 
 ARCHS: dict[str, Arch] = {
-    "edgenet": Arch(EdgeNet, "default: 3 conv+BN blocks, global avg pool, 1 FC", {"channels": [32, 64, 128]}),
+    "edgenet": Arch(EdgeNet, "3 conv+BN blocks (5x5, 3x3, 3x3) -> global avg pool -> FC 10",
+                    {"channels": [32, 64, 128]}),
     "conv3pool-fc3": Arch(Conv3PoolFC3, "3 conv (ReLU, max-pool each) -> 3 FC"),
     "conv2pool-fc2": Arch(Conv2FC2, "conv 10@5x5 -> conv 20@5x5 (ReLU, max-pool) -> FC 50 -> FC 10"),
     "lenet-dropout": Arch(LeNetDropout, "conv 32 -> pool -> conv 64 -> pool -> FC 128 -> dropout -> FC 10"),

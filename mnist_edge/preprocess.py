@@ -49,14 +49,14 @@ _FORMATS = ("PNG", "JPEG", "MPO", "GIF", "BMP", "DIB", "TIFF", "WEBP", "PPM", "T
 
 # ----------------------------------------------------------------------------------------- loading
 
-def _fail(name: str, problem: str, detail: object = None) -> ImageError:
+def _fail(name: str, problem: str, detail: object = None, kind: str = "invalid") -> ImageError:
     """An ImageError of exactly one line, 'NAME: problem (detail)'."""
     text = f"{name}: {problem}"
     if detail is not None:
         lines = str(detail).strip().splitlines()
         if lines and lines[0].strip():
             text += f" ({lines[0].strip()[:200]})"
-    return ImageError(text)
+    return ImageError(text, kind)
 
 
 def _allowed_formats() -> tuple[str, ...]:
@@ -76,15 +76,15 @@ def _open_checked(fp, name: str, max_pixels: int) -> Image.Image:
         # Over Pillow's own limit (89 Mpx); the size is not known here.
         limit = min(max_pixels, Image.MAX_IMAGE_PIXELS or max_pixels)
         raise _fail(name, f"image too large: more than {limit:,} pixels "
-                          "(a possible decompression bomb, refused before decoding)") from None
+                          "(a possible decompression bomb, refused before decoding)", kind="too_large") from None
     except UnidentifiedImageError:
-        raise _fail(name, _identify(fp)) from None
+        raise _fail(name, _identify(fp), kind="unsupported") from None
     except Exception as e:  # a plugin choking on a broken header: SyntaxError, struct.error, ...
         raise _fail(name, "corrupt image header", e) from None
     w, h = img.size
     if w * h > max_pixels:
         raise _fail(name, f"image too large: {w} x {h} = {w * h:,} pixels "
-                          f"(limit {max_pixels:,})")
+                          f"(limit {max_pixels:,})", kind="too_large")
     if w == 0 or h == 0:
         raise _fail(name, f"empty image ({w} x {h} pixels)")
     return img

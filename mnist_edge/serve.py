@@ -43,12 +43,7 @@ def image_error_status(e: ImageError) -> int:
     A decompression bomb is small on the wire but huge decoded: 413, like a body over the limit, since
     in both cases the client has to send something smaller.
     """
-    text = str(e)
-    if "image too large" in text:
-        return 413
-    if "unsupported image" in text or "not an image" in text:
-        return 415
-    return 400  # empty, corrupt, truncated
+    return {"too_large": 413, "unsupported": 415}.get(e.kind, 400)  # 400: empty, corrupt, truncated
 
 
 def _limited_receive(receive, limit: int):
