@@ -31,7 +31,9 @@ def ship(artifacts: Path) -> Path:
     write_json(dest.with_suffix(".json"), {
         "test_acc": m.test_acc, "test_loss": m.test_loss, "arch": m.arch, "epochs": m.epochs, "seed": m.seed,
         "train_seconds": round(sum(e["seconds"] for e in metrics["epochs"]), 1),
-        "config": metrics.get("config", {}), "versions": m.versions, "size_bytes": size,
+        # the run's settings, less where its files were on the machine that made it
+        "config": {k: v for k, v in metrics.get("config", {}).items() if k not in ("data_dir", "out")},
+        "versions": m.versions, "size_bytes": size,
     })
     return dest
 
