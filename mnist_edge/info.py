@@ -62,5 +62,9 @@ def render(d: dict) -> str:
         lines.append("  made with     " + ", ".join(f"{k} {v}" for k, v in sorted(d["versions"].items())))
     if "shipped_metrics" in d:
         s = d["shipped_metrics"]
-        lines.append(f"  shipped       default model of mnist-edge; recorded: {json.dumps(s, sort_keys=True)}")
+        cfg = s.get("config", {})
+        lines.append(f"  shipped       the default model of mnist-edge: `mnist-edge train` with default settings "
+                     f"(seed {s.get('seed')}, {s.get('epochs')} epochs, batch {cfg.get('batch_size')}, "
+                     f"{s.get('train_seconds')} s of training), then `export`; recorded test accuracy "
+                     f"{100 * s.get('test_acc', 0):.2f}%")
     return "\n".join(lines)
