@@ -8,16 +8,10 @@ $MNIST_EDGE_ARTIFACTS/serve_load.json (default artifacts/). Asserts that no requ
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import io
-import json
 import os
 import platform
-import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,7 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from mnist_edge.fileio import write_json
 from mnist_edge.predict import shipped_model_path
+from tests.live_server import live_server
 
 REQUESTS = 3000  # measured requests, after WARMUP
 WARMUP = 50
@@ -50,36 +46,6 @@ def _drawings() -> list[bytes]:
         img.save(buf, "PNG")
         out.append(buf.getvalue())
     return out
-
-
-@contextlib.contextmanager
-def _server(log: Path, timeout: float = 60):
-    """`mnist_edge.serve.run` in a subprocess on a free loopback port (uvicorn binds port 0); yields the port."""
-    code = f"from mnist_edge.serve import run; run(port=0, workers={WORKERS}, model_path={MODEL!r})"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT,
-                                cwd=log.parent, start_new_session=True)
-    try:
-        port, deadline = None, time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            if port is None:
-                m = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", log.read_text(errors="replace"))
-                port = int(m.group(1)) if m else None
-            with contextlib.suppress(OSError):
-                if port and _post(http.client.HTTPConnection("127.0.0.1", port, timeout=10), None, "GET") == 200:
-                    break
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"server did not start within {timeout} s:\n{log.read_text(errors='replace')}")
-        yield port
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def _post(conn: http.client.HTTPConnection, body: bytes | None, method: str = "POST") -> int:
@@ -135,20 +101,13 @@ def _load(port: int, bodies: list[bytes], n: int, clients: int, cap_s: float) ->
     return latencies, failures, time.perf_counter() - t0
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 @pytest.mark.skipif(not Path(MODEL).is_file(),
                     reason=f"serve load test needs the shipped model ({MODEL}); or set MNIST_EDGE_LOAD_MODEL")
-def test_serve_load(tmp_path):
+def test_serve_load(tmp_path, artifacts, summary):
     pytest.importorskip("uvicorn", reason="needs the serve extra: pip install -e '.[serve]'")
     pytest.importorskip("fastapi", reason="needs the serve extra: pip install -e '.[serve]'")
     bodies = _drawings()
-    with _server(tmp_path / "server.log") as port:
+    with live_server(Path(MODEL), tmp_path / "server.log", workers=WORKERS) as port:
         _, warm_failures, _ = _load(port, bodies, WARMUP, CLIENTS, 60)  # sessions, threads, caches warm
         latencies, failures, seconds = _load(port, bodies, REQUESTS, CLIENTS, TIME_CAP_S)
     ms = np.asarray(latencies) * 1000
@@ -160,10 +119,10 @@ def test_serve_load(tmp_path):
         "body_bytes": [len(b) for b in bodies], "model": MODEL, "cpu_count": os.cpu_count(),
         "python": platform.python_version(), "machine": platform.machine(),
     }
-    out = Path(os.environ.get("MNIST_EDGE_ARTIFACTS", "artifacts")) / "serve_load.json"
-    _write_atomic(out, json.dumps(report, indent=2) + "\n")
+    out = artifacts / "serve_load.json"
+    write_json(out, report)
     lat = report["latency_ms"]
-    print(f"\nserve load: {report['completed']}/{REQUESTS} requests from {CLIENTS} clients in {seconds:.1f} s: "
+    summary(f"serve load: {report['completed']}/{REQUESTS} requests from {CLIENTS} clients in {seconds:.1f} s: "
           f"{report['req_per_s']} req/s, latency p50 {lat.get('p50')} ms, p90 {lat.get('p90')} ms, "
           f"p99 {lat.get('p99')} ms, max {lat.get('max')} ms; {len(failures)} failed (written to {out})")
     assert not warm_failures, warm_failures[:5]

@@ -66,6 +66,22 @@ def write_csv_dataset(folder: Path, n_train: int = 64, n_test: int = 32) -> Path
     return folder
 
 
+def save_random_checkpoint(path: Path, arch: str = "edgenet", seed: int = 0):
+    """A model.pth of a randomly initialised model, with mnist-edge metadata: export and bench tests use it."""
+    import torch
+
+    from mnist_edge import checkpoint
+    from mnist_edge.metadata import ModelMetadata
+    from mnist_edge.models import build, default_args
+
+    torch.manual_seed(seed)
+    model = build(arch).eval()
+    meta = ModelMetadata.for_dataset(arch, default_args(arch), "mnist")
+    meta.test_acc, meta.epochs = 0.1, 0
+    checkpoint.save(path, {"state_dict": model.state_dict(), "metadata": meta.to_dict()})
+    return meta
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

@@ -15,7 +15,7 @@ from mnist_edge import bench
 from mnist_edge.bench import BenchConfig, BenchError, run_bench
 from mnist_edge.formats import FORMATS, Format
 
-from .conftest import write_idx_dataset
+from .conftest import save_random_checkpoint, write_idx_dataset
 
 ROW_KEYS = {"format", "batch_size", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "throughput_ips",
             "accuracy", "size_bytes", "load_ms", "peak_rss_mb"}
@@ -83,17 +83,13 @@ def test_importing_bench_loads_neither_torch_nor_matplotlib():
 @pytest.fixture(scope="session")
 def tiny_art(tmp_path_factory) -> tuple[Path, Path]:
     """(artifacts with a random edgenet model.pth + model.onnx, synthetic data folder)."""
-    from mnist_edge import checkpoint
     from mnist_edge.export import export_models
-    from mnist_edge.metadata import ModelMetadata
-    from mnist_edge.models import build, default_args
 
     root = tmp_path_factory.mktemp("bench")
     data = write_idx_dataset(root / "data", n_train=64, n_test=64)
     art = root / "art"
     art.mkdir()
-    meta = ModelMetadata.for_dataset("edgenet", default_args("edgenet"), "mnist")
-    checkpoint.save(art / "model.pth", {"state_dict": build("edgenet").state_dict(), "metadata": meta.to_dict()})
+    save_random_checkpoint(art / "model.pth")
     export_models(art / "model.pth", art, "onnx", quantize=False, data_dir=str(data))
     return art, data
 
