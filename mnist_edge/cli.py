@@ -32,6 +32,13 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except MnistEdgeError as e:
             raise _UserError(str(e), e.exit_code) from None
+        except ImportError as e:  # a module-level `import torch` of a command whose extra is missing
+            from .deps import missing_extra
+
+            missing = missing_extra(e)
+            if missing is None:
+                raise
+            raise _UserError(str(missing), missing.exit_code) from None
         except KeyboardInterrupt:
             raise click.Abort() from None
 

@@ -22,6 +22,15 @@ _EXTRA_OF = {
 }
 
 
+def missing_extra(e: ImportError) -> MissingExtraError | None:
+    """The one-line MissingExtraError for an ImportError of an optional dependency, else None."""
+    root = (e.name or "").split(".")[0]
+    if root not in _EXTRA_OF:
+        return None
+    extra = _EXTRA_OF[root]
+    return MissingExtraError(f"this command needs {root}, which is not installed: install mnist-edge[{extra}]")
+
+
 def require(module: str) -> ModuleType:
     """Import `module` or raise MissingExtraError naming the extra to install."""
     try:

@@ -240,7 +240,7 @@ def test_real_mnist_export_and_check(tmp_path, runner):
     from mnist_edge.train import TrainConfig, train
 
     data = os.environ["MNIST_EDGE_DATA"]
-    train(TrainConfig(epochs=1, subset=10_000, data_dir=data, out=str(tmp_path), plots=False))
+    train(TrainConfig(epochs=3, subset=10_000, batch_size=128, data_dir=data, out=str(tmp_path), plots=False))
     res = runner.invoke(cli, ["export", "--quantize", "--out", str(tmp_path),
                               "--checkpoint", str(tmp_path / "model.pth"), "--data-dir", data])
     assert res.exit_code == 0, res.output

@@ -116,7 +116,7 @@ def test_unknown_arch_is_one_line(tmp_path, runner, idx_data):
 def test_real_mnist_short_run_beats_95_percent(tmp_path):
     import os
 
-    res = train(TrainConfig(epochs=1, subset=10_000, data_dir=os.environ["MNIST_EDGE_DATA"],
+    res = train(TrainConfig(epochs=3, subset=10_000, batch_size=128, data_dir=os.environ["MNIST_EDGE_DATA"],
                             out=str(tmp_path), plots=False))
     assert res.test_acc > 0.95, res.test_acc
 
