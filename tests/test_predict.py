@@ -223,3 +223,46 @@ def test_mnist_test_images_as_png_give_the_models_accuracy(tmp_path, runner):
     acc_png = float((preds == split.labels).mean())
     acc_direct = float((direct == split.labels).mean())
     assert abs(acc_png - acc_direct) <= 0.0005, (acc_png, acc_direct)
+
+
+def _photo_of(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """An MNIST digit as a person might photograph it: dark ink on uneven, noisy paper, scaled up,
+    off-centre, in colour, JPEG-compressed."""
+    scale = int(rng.integers(5, 10))
+    ink = Image.fromarray(255 - digit).resize((28 * scale, 28 * scale), Image.BICUBIC)
+    w, h = 28 * scale + int(rng.integers(60, 200)), 28 * scale + int(rng.integers(60, 200))
+    yy, xx = np.mgrid[0:h, 0:w]
+    paper = 225 + 25 * (xx / w) - 15 * (yy / h) + rng.normal(0, 4, (h, w))  # lighting gradient + grain
+    page = Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8))
+    ox, oy = int(rng.integers(0, w - 28 * scale)), int(rng.integers(0, h - 28 * scale))
+    region = np.asarray(page.crop((ox, oy, ox + 28 * scale, oy + 28 * scale)), dtype=np.float32)
+    page.paste(Image.fromarray(np.minimum(region, np.asarray(ink, np.float32)).astype(np.uint8)), (ox, oy))
+    rgb = Image.merge("RGB", [page.point(lambda v, k=k: int(v * k)) for k in (1.0, 0.97, 0.9)])  # warm light
+    buf = io.BytesIO()
+    rgb.save(buf, "JPEG", quality=80)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
+@needs_real_data
+@pytest.mark.slow
+def test_mnist_digits_photographed_on_paper_stay_accurate():
+    """MNIST-derived photos: preprocessing keeps the model near its MNIST accuracy; a naive resize does not."""
+    from mnist_edge.data import load_test_split
+    from mnist_edge.predict import predict_arrays
+    from mnist_edge.preprocess import to_mnist
+    from mnist_edge.runtimes import load_runtime
+
+    split = load_test_split(os.environ["MNIST_EDGE_DATA"])
+    rng = np.random.default_rng(0)
+    idx = rng.choice(len(split), 500, replace=False)
+    photos = [_photo_of(split.images[i], rng) for i in idx]
+    rt = load_runtime(SHIPPED)
+    ours = predict_arrays(rt, np.stack([to_mnist(p) for p in photos]), [""] * len(photos))
+    naive = predict_arrays(rt, np.stack([np.asarray(p.convert("L").resize((28, 28), Image.BILINEAR))
+                                         for p in photos]), [""] * len(photos))
+    labels = split.labels[idx]
+    acc_ours = float(np.mean([p.digit for p in ours] == labels))
+    acc_naive = float(np.mean([p.digit for p in naive] == labels))
+    print(f"MNIST-derived photos: {100 * acc_ours:.1f}% with preprocessing, {100 * acc_naive:.1f}% with a naive resize")
+    assert acc_ours >= 0.98, acc_ours
+    assert acc_naive <= 0.5, acc_naive
