@@ -1,14 +1,15 @@
-"""Test loss and accuracy of a PyTorch model on a split held in memory."""
+"""Test loss and accuracy of a PyTorch model being trained, through the same runtime as every format."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .data import Split
-from .deps import torch as _torch
 from .metadata import ModelMetadata
+from .runtimes import TorchRuntime, evaluate_runtime
 
 EVAL_BATCH = 1000  # images per forward pass when evaluating; also the "test batch" of graph2.png
 
@@ -26,27 +27,12 @@ class EvalResult:
 
 
 def evaluate(model, split: Split, meta: ModelMetadata, device: str = "cpu") -> EvalResult:
-    """Run `model` over the whole split in eval mode; loss is mean cross-entropy."""
-    torch = _torch()
-    F = torch.nn.functional
+    """Run `model` over the whole split in eval mode (restoring its mode); loss is mean cross-entropy."""
     was_training = model.training
     model.eval()
-    images = torch.from_numpy(split.images)
-    labels = torch.from_numpy(split.labels.astype(np.int64))
-    total_loss, outs = 0.0, []
-    with torch.no_grad():
-        for i in range(0, len(labels), EVAL_BATCH):
-            x = torch.from_numpy(meta.normalize(images[i:i + EVAL_BATCH].numpy())).to(device)
-            y = labels[i:i + EVAL_BATCH].to(device)
-            out = model(x)
-            total_loss += float(F.cross_entropy(out, y, reduction="sum"))
-            outs.append(out.float().cpu())
-    model.train(was_training)
-    logits = torch.cat(outs).numpy()
-    preds = logits.argmax(1)
-    return EvalResult(
-        loss=total_loss / len(labels),
-        accuracy=float((preds == split.labels).mean()),
-        predictions=preds,
-        logits=logits,
-    )
+    try:
+        scores = evaluate_runtime(TorchRuntime("pytorch", Path("<in memory>"), meta, model, device), split,
+                                  batch=EVAL_BATCH)
+    finally:
+        model.train(was_training)
+    return EvalResult(scores.loss, scores.accuracy, scores.logits.argmax(1), scores.logits)

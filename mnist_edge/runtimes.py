@@ -48,12 +48,14 @@ class TorchRuntime:
     path: Path
     metadata: ModelMetadata
     model: object
+    device: str = "cpu"
 
     def run(self, x: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
-            return self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
+            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+            return self.model(x).float().cpu().numpy()
 
 
 def load_pytorch(path: Path, fmt: Format, threads: int | None = None) -> TorchRuntime:

@@ -18,6 +18,7 @@ import numpy as np
 from . import checkpoint, data
 from .deps import torch as _torch
 from .errors import MnistEdgeError
+from .evaluate import evaluate
 from .fileio import write_json
 from .metadata import DATASETS, ModelMetadata, runtime_versions
 from .models import ARCHS, DEFAULT_ARCH, build, count_macs, count_params, default_args
@@ -199,6 +200,7 @@ def train(cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None) -> T
 
     t_start = time.perf_counter()
     epoch = start_epoch
+    ev = None  # the last evaluation: the figures reuse it
     try:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
@@ -211,8 +213,6 @@ def train(cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None) -> T
                     loss, right = train_step(torch, model, opt, sched, x, y, cfg.label_smoothing, bf16)
                     loss_sum += loss * len(y)
                     correct += right
-            from .evaluate import evaluate
-
             ev = evaluate(model, test_split, meta, device)
             row = {
                 "epoch": epoch + 1,
@@ -241,10 +241,9 @@ def train(cfg: TrainConfig, on_epoch: Callable[[dict], None] | None = None) -> T
         raise MnistEdgeError(f"{ckpt_path}: no epochs to report")
     seconds = time.perf_counter() - t_start
     if cfg.plots:
-        from .evaluate import evaluate
         from .plots import write_all
 
-        ev = evaluate(model, test_split, meta, device)
+        ev = ev or evaluate(model, test_split, meta, device)  # a --resume with nothing left to train
         write_all(out, history, model.cpu(), test_split, ev, meta)
     final = history[-1]
     return TrainResult(ckpt_path, history, final["test_acc"], final["test_loss"], seconds)
