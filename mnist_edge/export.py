@@ -89,7 +89,7 @@ def export_torchscript_int8(job: ExportJob, tmp: Path) -> ModelMetadata:
 
 # --- ONNX -----------------------------------------------------------------------------------------
 
-def _set_metadata(onnx, model_proto, meta: ModelMetadata) -> None:
+def _set_metadata(model_proto, meta: ModelMetadata) -> None:
     del model_proto.metadata_props[:]
     entry = model_proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
@@ -98,7 +98,7 @@ def _set_metadata(onnx, model_proto, meta: ModelMetadata) -> None:
 
 def _save_onnx_proto(onnx, proto, meta: ModelMetadata, tmp: Path) -> None:
     """Stamp metadata, check, and save as one self-contained file (no .onnx.data beside it)."""
-    _set_metadata(onnx, proto, meta)
+    _set_metadata(proto, meta)
     try:
         onnx.checker.check_model(proto, full_check=True)
     except Exception as e:  # onnx.checker.ValidationError and shape-inference errors

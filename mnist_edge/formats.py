@@ -18,7 +18,6 @@ class Format:
     filename: str  # its name in the artifacts folder; the suffix identifies a file's format
     family: str  # which loader runs it: "pytorch", "torchscript" or "onnx"
     int8: bool = False
-    needs_torch: bool = True
 
     @property
     def suffix(self) -> str:
@@ -31,8 +30,8 @@ FORMATS: dict[str, Format] = {
         Format("pytorch", "model.pth", "pytorch"),
         Format("torchscript", "model.ts", "torchscript"),
         Format("torchscript-int8", "model.int8.ts", "torchscript", int8=True),
-        Format("onnx", "model.onnx", "onnx", needs_torch=False),
-        Format("onnx-int8", "model.int8.onnx", "onnx", int8=True, needs_torch=False),
+        Format("onnx", "model.onnx", "onnx"),
+        Format("onnx-int8", "model.int8.onnx", "onnx", int8=True),
     )
 }
 EXPORTED = [f for f in FORMATS.values() if f.family != "pytorch"]  # what `export` can write

@@ -150,7 +150,7 @@ def test_markdown_table_and_plot_are_written(tiny_art, report):
 def test_a_format_added_to_the_table_is_benchmarked_without_changes(tiny_art, tmp_path, monkeypatch):
     art, data = tiny_art
     (tmp_path / "model.copy.onnx").write_bytes((art / "model.onnx").read_bytes())
-    monkeypatch.setitem(FORMATS, "onnx-copy", Format("onnx-copy", "model.copy.onnx", "onnx", needs_torch=False))
+    monkeypatch.setitem(FORMATS, "onnx-copy", Format("onnx-copy", "model.copy.onnx", "onnx"))
     rep = run_bench(BenchConfig(artifacts=tmp_path, data_dir=str(data), batch_sizes=(2,), write=False, **FAST))
     assert [(r.format, r.batch_size) for r in rep.results] == [("onnx-copy", 2)]
     assert rep.results[0].accuracy == _accuracy(art / "model.onnx", data)
