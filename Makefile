@@ -9,7 +9,7 @@ ART    := artifacts
 export MNIST_EDGE_DATA
 
 STAMP  := $(VENV)/.installed
-TRAIN_INPUTS := $(addprefix mnist_edge/,train.py models.py data.py metadata.py checkpoint.py)
+TRAIN_INPUTS := $(wildcard mnist_edge/pytorch/*.py) $(addprefix mnist_edge/core/,data.py metadata.py settings.py archs.py)
 
 .PHONY: all install train export check bench test lint clean help default-model
 
@@ -31,15 +31,18 @@ $(ART)/model.pth: $(STAMP) $(TRAIN_INPUTS)
 
 train: $(ART)/model.pth  ## train the default model (artifacts/model.pth, metrics, figures)
 
-EXPORTS := $(addprefix $(ART)/,model.ts model.int8.ts model.onnx model.int8.onnx)
-EXPORT_INPUTS := $(addprefix mnist_edge/,export.py parity.py runtimes.py formats.py)
+# What `export --format all --quantize` writes, from the format registry (mnist_edge/core/formats.py).
+EXPORTS = $(addprefix $(ART)/,$(shell $(BIN)/python -m mnist_edge.core.formats all))
+EXPORT_INPUTS := $(wildcard mnist_edge/pytorch/exporters/*.py mnist_edge/edge/runtimes/*.py) \
+	mnist_edge/pytorch/export.py mnist_edge/verify/parity.py mnist_edge/core/formats.py
 
-# One export run writes all four files; the stamp stands for all of them.
+# One export run writes every format; the stamp stands for all of them ($(EXPORTS)).
 $(ART)/.exported: $(ART)/model.pth $(EXPORT_INPUTS)
 	$(BIN)/mnist-edge export --format all --quantize --checkpoint $(ART)/model.pth --out $(ART)
 	touch $@
 
-export: $(ART)/.exported  ## TorchScript + ONNX, fp32 and int8, each verified
+export: $(ART)/.exported  ## every format of the registry, fp32 and int8, each verified
+	@echo "exported: $(EXPORTS)"
 
 check: $(ART)/.exported  ## parity of every exported model against PyTorch on the test set
 	$(BIN)/mnist-edge check --artifacts $(ART)
@@ -49,14 +52,15 @@ bench: $(ART)/.exported  ## latency, throughput, size and accuracy of every form
 	$(BIN)/mnist-edge bench --artifacts $(ART)
 	@cat $(ART)/bench.md
 
-default-model: $(ART)/.exported  ## copy this run's verified ONNX model into the package as the shipped default
-	$(BIN)/python -m mnist_edge.ship $(ART)
+default-model: $(ART)/.exported  ## (maintainers) this run's verified ONNX model becomes the shipped default in the source tree
+	$(BIN)/python tools/ship_default_model.py $(ART) mnist_edge/edge/assets
 
 test: $(STAMP)  ## run the test suite (real-MNIST tests need MNIST_EDGE_DATA)
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)  ## ruff
-	$(BIN)/ruff check mnist_edge tests benchmarks
+lint: $(STAMP)  ## ruff, and the import contracts (the edge side never imports torch)
+	$(BIN)/ruff check mnist_edge tests benchmarks tools
+	$(BIN)/lint-imports
 
 clean:  ## remove generated artifacts (keeps .venv)
 	rm -rf $(ART)/* .pytest_cache .benchmarks

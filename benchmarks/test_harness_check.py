@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from mnist_edge.bench import BenchConfig, run_worker
-from mnist_edge.formats import FORMATS
+from mnist_edge.verify.bench.run import BenchSettings, run_worker
+from mnist_edge.core.formats import FORMATS
 
 TOLERANCE = 0.20
 TIME_S = 1.0
@@ -42,7 +42,7 @@ def test_bench_worker_agrees_with_a_bare_onnxruntime_loop(artifacts, threads, da
     path = artifacts / fmt.filename
     if not path.is_file():
         pytest.skip(f"{path} not found (train and export first, or set MNIST_EDGE_ARTIFACTS)")
-    cfg = BenchConfig(artifacts=artifacts, batch_sizes=(1,), threads=threads, data_dir=data_dir, min_time_s=TIME_S)
+    cfg = BenchSettings(artifacts=artifacts, batch_sizes=(1,), threads=threads, data_dir=data_dir, min_time_s=TIME_S)
     tries = []
     for _ in range(ATTEMPTS):
         bare = bare_p50_ms(path, threads)

@@ -11,8 +11,8 @@ import os
 import numpy as np
 import pytest
 
-from mnist_edge.bench import DEFAULT_BATCH_SIZES, batch_of, percentiles, throughput, time_calls
-from mnist_edge.formats import FORMATS
+from mnist_edge.verify.bench.run import DEFAULT_BATCH_SIZES, batch_of, percentiles, throughput, time_calls
+from mnist_edge.core.formats import FORMATS
 
 TIME_S = float(os.environ.get("MNIST_EDGE_BENCH_TIME", "0.5"))  # timed seconds per point
 MIN_ROUNDS, MAX_ROUNDS = 20, 20_000
@@ -22,7 +22,7 @@ POINTS = [(f, b) for f in FORMATS for b in DEFAULT_BATCH_SIZES]  # grouped by fo
 @pytest.fixture(scope="module")
 def runtime_of(artifacts, threads):
     """runtime_of(format name): the loaded runtime, or a skip naming the missing file."""
-    from mnist_edge.runtimes import load_runtime
+    from mnist_edge.core.formats import load_runtime
 
     cache: dict = {}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mnist_edge.fileio import write_json
+from mnist_edge.core.fileio import write_json
 
 RUNS = int(os.environ.get("MNIST_EDGE_COLD_RUNS", "7"))
 GOAL_WALL_S = 0.6

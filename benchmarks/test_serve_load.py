@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_edge.fileio import write_json
-from mnist_edge.predict import shipped_model_path
+from mnist_edge.core.fileio import write_json
+from mnist_edge.edge.predict import shipped_model_path
 from tests.live_server import live_server
 
 REQUESTS = 3000  # measured requests, after WARMUP

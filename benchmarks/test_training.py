@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from mnist_edge.fileio import write_json
+from mnist_edge.core.fileio import write_json
 
 STEPS = int(os.environ.get("MNIST_EDGE_TRAIN_STEPS", "30"))  # timed steps per loop
 WARMUP_STEPS = 2
@@ -26,7 +26,7 @@ GOAL = 2.0  # mnist-edge's loop should train at least this many times as many im
 
 def edge_batches(torch, images, labels, cfg, mean: float, std: float):
     """train.py's own batches (mnist_edge.train.epoch_batches), epoch after epoch."""
-    from mnist_edge.train import epoch_batches
+    from mnist_edge.pytorch.train import epoch_batches
 
     epoch = 0
     while True:
@@ -72,8 +72,8 @@ def trainer(torch, batches, mnist_edge: bool):
     mnist_edge=True: as train.py runs it (channels_last, bf16 autocast where native); False: as the
     seed ran it (torch's default layout, float32).
     """
-    from mnist_edge.models import build
-    from mnist_edge.train import TrainConfig, _make_optimizer, train_step, use_bf16
+    from mnist_edge.pytorch.models import build
+    from mnist_edge.pytorch.train import TrainConfig, _make_optimizer, train_step, use_bf16
 
     cfg = TrainConfig()
     torch.manual_seed(0)
@@ -117,10 +117,10 @@ def interleaved(steps_of: dict, steps: int, warmup: int, chunk: int = CHUNK) -> 
 
 
 def test_training_throughput_against_the_seed_loop(data_dir, artifacts, threads, summary):
-    from mnist_edge.data import load_dataset
-    from mnist_edge.deps import torch as _torch
-    from mnist_edge.metadata import DATASETS
-    from mnist_edge.train import TrainConfig
+    from mnist_edge.core.data import load_dataset
+    from mnist_edge.core.deps import torch as _torch
+    from mnist_edge.core.metadata import DATASETS
+    from mnist_edge.pytorch.train import TrainConfig
 
     torch = _torch()
     torch.set_num_threads(threads)

@@ -70,9 +70,9 @@ def save_random_checkpoint(path: Path, arch: str = "edgenet", seed: int = 0):
     """A model.pth of a randomly initialised model, with mnist-edge metadata: export and bench tests use it."""
     import torch
 
-    from mnist_edge import checkpoint
-    from mnist_edge.metadata import ModelMetadata
-    from mnist_edge.models import build, default_args
+    from mnist_edge.pytorch import checkpoint
+    from mnist_edge.core.metadata import ModelMetadata
+    from mnist_edge.pytorch.models import build, default_args
 
     torch.manual_seed(seed)
     model = build(arch).eval()
@@ -95,10 +95,11 @@ def idx_data(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A folder with a model.pth (+ metrics, plots) trained 5 epochs on synthetic data, shared by tests."""
-    from mnist_edge.train import TrainConfig, train
+    from mnist_edge.core.settings import TrainSettings
+    from mnist_edge.pytorch.train import train
 
     root = tmp_path_factory.mktemp("tiny")
     data = write_idx_dataset(root / "data")
     out = root / "artifacts"
-    train(TrainConfig(epochs=5, data_dir=str(data), out=str(out), threads=1, batch_size=32, lr=0.01))
+    train(TrainSettings.of(epochs=5, data_dir=str(data), out=str(out), threads=1, batch_size=32, lr=0.01))
     return out

@@ -18,7 +18,8 @@ from pathlib import Path
 def live_server(model: Path, log: Path, workers: int = 1, max_body_bytes: int | None = None, timeout: float = 60):
     """`run()` in a subprocess on a free loopback port (uvicorn binds port 0); yields the port."""
     opts = f", max_body_bytes={max_body_bytes}" if max_body_bytes else ""
-    code = f"from mnist_edge.serve import run; run(port=0, workers={workers}, model_path={str(model)!r}{opts})"
+    code = (f"from mnist_edge.core.settings import ServeSettings; from mnist_edge.edge.serve import run; "
+            f"run(ServeSettings(port=0, workers={workers}, model={str(model)!r}{opts}))")
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT,
                                 cwd=log.parent, start_new_session=True)

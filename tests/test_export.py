@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_edge import checkpoint
+from mnist_edge.pytorch import checkpoint
 from mnist_edge.cli import cli
-from mnist_edge.formats import FORMATS
-from mnist_edge.runtimes import load_runtime
-from mnist_edge.tolerances import Tolerances
+from mnist_edge.core.formats import FORMATS
+from mnist_edge.core.settings import ExportSettings
+from mnist_edge.core.formats import load_runtime
+from mnist_edge.core.tolerances import Tolerances
 
 from .conftest import needs_real_data, write_idx_dataset
 
@@ -36,17 +37,20 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
     many near-ties, so the int8 bars are loosened to TOY_INT8 here; the real bars (99.5% agreement,
     0.2 points) are held by the real-MNIST test below. fp32 parity is held to the default 1e-4 always.
     """
-    from mnist_edge.export import export_models
-    from mnist_edge.train import TrainConfig, train
+    from mnist_edge.pytorch.export import export_models
+    from mnist_edge.core.settings import TrainSettings
+    from mnist_edge.pytorch.train import train
 
     root = tmp_path_factory.mktemp("export")
     data = write_idx_dataset(root / "data", n_train=2000, n_test=1000)
     art = root / "art"
-    train(TrainConfig(epochs=5, batch_size=64, data_dir=str(data), out=str(art), threads=1, plots=False))
+    train(TrainSettings.of(epochs=5, batch_size=64, data_dir=str(data), out=str(art), threads=1, plots=False))
     (art / "metrics.json").unlink()
 
-    export_models(art / "model.pth", art, "all", quantize=True, calibration_samples=200, data_dir=str(data),
-                  tol=Tolerances(int8_min_agreement=TOY_INT8[0], int8_max_accuracy_drop=TOY_INT8[1]))
+    export_models(ExportSettings(checkpoint=art / "model.pth", out=art, format="all", quantize=True,
+                                 calibration_samples=200, data_dir=str(data),
+                                 tolerances=Tolerances(int8_min_agreement=TOY_INT8[0],
+                                                       int8_max_accuracy_drop=TOY_INT8[1])))
     return art, data
 
 
@@ -114,7 +118,7 @@ def test_onnx_predicts_in_a_process_that_cannot_import_torch(exported):
     code = (
         "import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
         "import numpy as np\n"
-        "from mnist_edge.runtimes import load_runtime\n"
+        "from mnist_edge.core.formats import load_runtime\n"
         f"rt = load_runtime({str(art / 'model.onnx')!r})\n"
         "out = rt.run(np.zeros((3, 1, 28, 28), np.float32))\n"
         "print(out.shape, rt.metadata.arch)\n"
@@ -208,24 +212,24 @@ def test_unknown_format_is_rejected(runner):
 
 
 def test_failed_verification_keeps_the_earlier_file(exported, tmp_path, monkeypatch):
-    from mnist_edge import parity
-    from mnist_edge.errors import ParityError
-    from mnist_edge.export import export_models
+    from mnist_edge.core.errors import ParityError
+    from mnist_edge.pytorch import export
+    from mnist_edge.pytorch.export import export_models
 
     art, data = exported
     out = tmp_path / "out"
     shutil.copytree(art, out)
     before = _snapshot(out)
-    real = parity.compare
+    real = export.compare
 
     def failing(*a, **k):
         r = real(*a, **k)
         r.passed, r.failures = False, ["forced failure"]
         return r
 
-    monkeypatch.setattr(parity, "compare", failing)
+    monkeypatch.setattr(export, "compare", failing)
     with pytest.raises(ParityError, match="forced failure"):
-        export_models(out / "model.pth", out, "onnx", data_dir=str(data))
+        export_models(ExportSettings(checkpoint=out / "model.pth", out=out, format="onnx", data_dir=str(data)))
     assert _snapshot(out) == before
     assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
@@ -237,10 +241,11 @@ def test_formats_table_names_every_file():
 @needs_real_data
 @pytest.mark.slow
 def test_real_mnist_export_and_check(tmp_path, runner):
-    from mnist_edge.train import TrainConfig, train
+    from mnist_edge.core.settings import TrainSettings
+    from mnist_edge.pytorch.train import train
 
     data = os.environ["MNIST_EDGE_DATA"]
-    train(TrainConfig(epochs=3, subset=10_000, batch_size=128, data_dir=data, out=str(tmp_path), plots=False))
+    train(TrainSettings.of(epochs=3, subset=10_000, batch_size=128, data_dir=data, out=str(tmp_path), plots=False))
     res = runner.invoke(cli, ["export", "--quantize", "--out", str(tmp_path),
                               "--checkpoint", str(tmp_path / "model.pth"), "--data-dir", data])
     assert res.exit_code == 0, res.output

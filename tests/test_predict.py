@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from mnist_edge.cli import cli
-from mnist_edge.predict import shipped_model_path
+from mnist_edge.edge.predict import shipped_model_path
 
 from .conftest import needs_real_data
 
@@ -44,7 +44,7 @@ def digits(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_shipped_model_is_present_small_and_loadable():
-    from mnist_edge.runtimes import load_runtime
+    from mnist_edge.core.formats import load_runtime
 
     assert SHIPPED.is_file() and SHIPPED.stat().st_size <= 2 * 1024 * 1024
     rt = load_runtime(SHIPPED)
@@ -115,7 +115,7 @@ def test_bad_inputs_one_line_each_rest_still_predicted(runner, digits, tmp_path)
 
 
 def test_decompression_bomb_is_refused_before_decoding(runner, tmp_path):
-    from mnist_edge.preprocess import MAX_PIXELS
+    from mnist_edge.edge.preprocess import MAX_PIXELS
 
     side = int(MAX_PIXELS ** 0.5) + 100
     big = tmp_path / "bomb.png"
@@ -190,7 +190,7 @@ def test_help_of_every_command_without_importing_torch():
             "from click.testing import CliRunner\n"
             "from mnist_edge.cli import cli\n"
             "r = CliRunner()\n"
-            "names = sorted(cli.commands)\n"
+            "names = sorted(cli.list_commands(None))\n"
             "for n in [None, *names]:\n"
             "    res = r.invoke(cli, ([n] if n else []) + ['--help'])\n"
             "    assert res.exit_code == 0 and 'Usage' in res.output, (n, res.output)\n"
@@ -206,18 +206,19 @@ def test_help_of_every_command_without_importing_torch():
 @pytest.mark.slow
 def test_mnist_test_images_as_png_give_the_models_accuracy(tmp_path, runner):
     """Already-MNIST images go through preprocessing unchanged in effect."""
-    from mnist_edge.data import load_test_split
-    from mnist_edge.runtimes import evaluate_runtime, load_runtime
+    from mnist_edge.core.data import load_test_split
+    from mnist_edge.core.formats import load_runtime
+    from mnist_edge.core.scores import score
 
     split = load_test_split(os.environ["MNIST_EDGE_DATA"])
     rt = load_runtime(SHIPPED)
-    direct = evaluate_runtime(rt, split).logits.argmax(1)
+    direct = score(rt, split).logits.argmax(1)
     paths = []
     for i, img in enumerate(split.images):
         p = tmp_path / f"{i:05d}.png"
         Image.fromarray(img).save(p)
         paths.append(str(p))
-    from mnist_edge.predict import predict_sources
+    from mnist_edge.edge.predict import predict_sources
 
     preds = np.array([r.digit for r in predict_sources(rt, paths)])
     acc_png = float((preds == split.labels).mean())
@@ -247,10 +248,10 @@ def _photo_of(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
 @pytest.mark.slow
 def test_mnist_digits_photographed_on_paper_stay_accurate():
     """MNIST-derived photos: preprocessing keeps the model near its MNIST accuracy; a naive resize does not."""
-    from mnist_edge.data import load_test_split
-    from mnist_edge.predict import predict_arrays
-    from mnist_edge.preprocess import to_mnist
-    from mnist_edge.runtimes import load_runtime
+    from mnist_edge.core.data import load_test_split
+    from mnist_edge.edge.predict import predict_arrays
+    from mnist_edge.edge.preprocess import to_mnist
+    from mnist_edge.core.formats import load_runtime
 
     split = load_test_split(os.environ["MNIST_EDGE_DATA"])
     rng = np.random.default_rng(0)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_edge.errors import ImageError
-from mnist_edge.preprocess import DIGIT_BOX, MAX_PIXELS, load_image, preprocess, to_mnist
+from mnist_edge.core.errors import ImageError
+from mnist_edge.edge.preprocess import DIGIT_BOX, MAX_PIXELS, load_image, preprocess, to_mnist
 
 from .conftest import needs_real_data
 
@@ -192,7 +192,7 @@ def test_upscaled_mnist_like_digit_comes_back_close():
 def test_real_mnist_test_set_as_png_comes_back_bit_for_bit():
     """The 10k test digits saved as PNG (and every 10th inverted) go through unchanged, so a
     model predicting from image files scores its test accuracy."""
-    from mnist_edge.data import load_test_split
+    from mnist_edge.core.data import load_test_split
 
     images = load_test_split(os.environ["MNIST_EDGE_DATA"]).images
     changed = [i for i, a in enumerate(images)
@@ -428,11 +428,11 @@ def test_unsupported_format_is_named(tmp_path):
 
 def test_import_is_light():
     """The predict path must not pay for torch (~3 s): numpy and Pillow only."""
-    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "import mnist_edge.preprocess"],
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", "import mnist_edge.edge.preprocess"],
                        capture_output=True, text=True, check=True)
     modules = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in r.stderr.splitlines()
                if line.startswith("import time:")}
     assert not modules & {"torch", "torchvision", "onnx", "onnxruntime", "matplotlib"}
     total_us = int(next(line for line in r.stderr.splitlines()
-                        if line.rstrip().endswith("mnist_edge.preprocess")).split("|")[1])
+                        if line.rstrip().endswith("mnist_edge.edge.preprocess")).split("|")[1])
     assert total_us < 1_000_000  # ~0.15 s on an idle machine; generous for busy CI

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_edge.predict import shipped_model_path
+from mnist_edge.edge.predict import shipped_model_path
 
 from .conftest import write_idx_dataset
 from .live_server import live_server, request
@@ -63,7 +63,7 @@ def png_bytes(img: Image.Image, fmt: str = "PNG") -> bytes:
 
 def bomb_png() -> bytes:
     """A PNG of a few KB that would decode to more than MAX_PIXELS pixels."""
-    from mnist_edge.preprocess import MAX_PIXELS
+    from mnist_edge.edge.preprocess import MAX_PIXELS
 
     side = int(MAX_PIXELS ** 0.5) + 100
     return png_bytes(Image.new("1", (side, side), 0))
@@ -77,14 +77,16 @@ def model_file(tmp_path_factory) -> Path:
     if SHIPPED.is_file():
         return SHIPPED
     pytest.importorskip("torch", reason="no shipped model, and making a test model needs the train extra")
-    from mnist_edge.export import export_models
+    from mnist_edge.pytorch.export import export_models
 
-    from .test_export import save_random_checkpoint
+    from mnist_edge.core.settings import ExportSettings
+
+    from .conftest import save_random_checkpoint
 
     root = tmp_path_factory.mktemp("serve-model")
     data = write_idx_dataset(root / "data", n_train=64, n_test=64)
     save_random_checkpoint(root / "model.pth")
-    export_models(root / "model.pth", root, "onnx", data_dir=str(data))
+    export_models(ExportSettings(checkpoint=root / "model.pth", out=root, format="onnx", data_dir=str(data)))
     return root / "model.onnx"
 
 
@@ -92,7 +94,7 @@ def model_file(tmp_path_factory) -> Path:
 def client(model_file):
     from fastapi.testclient import TestClient
 
-    from mnist_edge.serve import create_app
+    from mnist_edge.edge.serve import create_app
 
     with TestClient(create_app(model_file, max_body_bytes=TEST_LIMIT)) as c:
         yield c
@@ -106,7 +108,7 @@ def assert_still_serving(client) -> None:
 # ------------------------------------------------------------------------------------------ endpoints
 
 def test_healthz_names_the_model(client, model_file):
-    from mnist_edge.runtimes import load_runtime
+    from mnist_edge.core.formats import load_runtime
 
     r = client.get("/healthz")
     assert r.status_code == 200
@@ -115,8 +117,8 @@ def test_healthz_names_the_model(client, model_file):
 
 
 def test_model_is_what_info_describes(client, model_file):
-    from mnist_edge.info import describe
-    from mnist_edge.runtimes import load_runtime
+    from mnist_edge.edge.info import describe
+    from mnist_edge.core.formats import load_runtime
 
     r = client.get("/model")
     assert r.status_code == 200 and r.json() == json.loads(json.dumps(describe(load_runtime(model_file))))
@@ -245,7 +247,7 @@ def test_unknown_path_and_wrong_method_are_json(client):
 def test_max_body_bytes_is_configurable(model_file):
     from fastapi.testclient import TestClient
 
-    from mnist_edge.serve import MAX_BODY_BYTES, create_app
+    from mnist_edge.edge.serve import MAX_BODY_BYTES, create_app
 
     assert MAX_BODY_BYTES == 5 * 1024 * 1024
     png = draw("7")
@@ -257,18 +259,19 @@ def test_max_body_bytes_is_configurable(model_file):
 
 
 def test_bad_model_fails_before_serving(tmp_path):
-    from mnist_edge.errors import ModelFileError
-    from mnist_edge.serve import create_app
+    from mnist_edge.core.errors import ModelFileError
+    from mnist_edge.edge.serve import create_app
 
     with pytest.raises(ModelFileError, match="no such model file"):
         create_app(tmp_path / "missing.onnx")
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"\x08\x01garbage" * 20)
     # run() must refuse it too, for one worker and for several, without opening the port
-    code = (f"from mnist_edge.serve import run\n"
+    code = (f"from mnist_edge.core.settings import ServeSettings\n"
+            f"from mnist_edge.edge.serve import run\n"
             f"for w in (1, 2):\n"
             f"    try:\n"
-            f"        run(port=0, workers=w, model_path={str(bad)!r})\n"
+            f"        run(ServeSettings(port=0, workers=w, model={str(bad)!r}))\n"
             f"    except Exception as e:\n"
             f"        print(type(e).__name__, str(e).replace(chr(10), ' '))\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -302,7 +305,7 @@ import sys, json
 for m in ("torch", "torchvision", "matplotlib"):
     sys.modules[m] = None  # importing any of them now raises ImportError
 from fastapi.testclient import TestClient
-from mnist_edge.serve import create_app
+from mnist_edge.edge.serve import create_app
 png = open({str(png)!r}, "rb").read()
 c = TestClient(create_app({str(model_file)!r}))
 codes = [c.post("/predict", content=png).status_code,
@@ -319,13 +322,14 @@ print(json.dumps({{"codes": codes, "heavy": heavy}}))
 
 
 def test_importing_serve_is_light_and_missing_extra_names_it():
-    res = _python("import sys; import mnist_edge.serve; "
+    res = _python("import sys; import mnist_edge.edge.serve; "
                   "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'onnxruntime') if m in sys.modules))")
     assert res.returncode == 0 and res.stdout.strip() == "[]", res
-    for missing, call in (("fastapi", "create_app()"), ("uvicorn", "run(port=0)"),
+    for missing, call in (("fastapi", "create_app()"), ("uvicorn", "run(ServeSettings(port=0))"),
                           ("python_multipart", "create_app()")):
         res = _python(f"import sys; sys.modules[{missing!r}] = None\n"
-                      f"from mnist_edge.serve import create_app, run\n"
+                      f"from mnist_edge.core.settings import ServeSettings\n"
+                      f"from mnist_edge.edge.serve import create_app, run\n"
                       f"try:\n    {call}\nexcept Exception as e:\n    print(type(e).__name__, e)")
         assert res.stdout.startswith("MissingExtraError ") and "install mnist-edge[serve]" in res.stdout, res
 

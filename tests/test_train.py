@@ -7,23 +7,38 @@ import json
 import pytest
 import torch
 
-from mnist_edge import checkpoint
+from mnist_edge.pytorch import checkpoint
 from mnist_edge.cli import cli
-from mnist_edge.models import ARCHS, build, count_macs, count_params
-from mnist_edge.plots import PLOT_FILES
-from mnist_edge.train import TrainConfig, TrainingInterrupted, train
+from mnist_edge.core.archs import ARCH_SPECS
+from mnist_edge.pytorch.models import build, count_macs, count_params
+from mnist_edge.pytorch.plots import PLOT_FILES
+from mnist_edge.core.settings import TrainSettings
+from mnist_edge.pytorch.train import TrainingInterrupted, train
 
 from .conftest import needs_real_data, write_idx_dataset
 
 
-@pytest.mark.parametrize("name", list(ARCHS))
-def test_every_arch_maps_a_batch_to_10_scores(name):
+@pytest.mark.parametrize("name", list(ARCH_SPECS))
+def test_every_arch_maps_a_batch_to_10_scores_with_its_documented_size(name):
     model = build(name).eval()
     with torch.no_grad():
         out = model(torch.randn(3, 1, 28, 28))
     assert out.shape == (3, 10)
     assert torch.isfinite(out).all()
-    assert count_params(model) > 1000 and count_macs(model) > 100_000
+    spec = ARCH_SPECS[name]  # what `mnist-edge models` and the README print, without torch
+    assert count_params(model) == spec.params and count_macs(model) == spec.macs
+    # the MAC counter agrees with torch's own FLOP counter (2 FLOPs per multiply-accumulate), conv and linear
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        model(torch.zeros(1, 1, 28, 28))
+    counted = sum(v for op, v in fc.get_flop_counts()["Global"].items()
+                  if "conv" in str(op) or "addmm" in str(op) or "mm" in str(op))
+    assert counted == 2 * spec.macs
+
+
+def test_the_default_model_is_pinned():
+    assert ARCH_SPECS["edgenet"].params == 94_698 and round(ARCH_SPECS["edgenet"].macs / 1e6, 2) == 7.85
 
 
 def test_cli_train_writes_every_output(tmp_path, runner):
@@ -69,17 +84,17 @@ def _weights(path):
 def test_same_seed_same_weights_and_resume_equivalence(tmp_path):
     data = write_idx_dataset(tmp_path / "data", n_train=256, n_test=64)
     base = dict(epochs=3, data_dir=str(data), threads=1, batch_size=64, plots=False)
-    train(TrainConfig(out=str(tmp_path / "a"), **base))
+    train(TrainSettings.of(out=str(tmp_path / "a"), **base))
 
     def stop_after_first(row):
         if row["epoch"] == 1:
             raise KeyboardInterrupt
 
     with pytest.raises(TrainingInterrupted) as e:
-        train(TrainConfig(out=str(tmp_path / "b"), **base), on_epoch=stop_after_first)
+        train(TrainSettings.of(out=str(tmp_path / "b"), **base), on_epoch=stop_after_first)
     assert "holds epoch 1" in str(e.value) and e.value.exit_code == 130
     assert checkpoint.load(tmp_path / "b" / "model.pth")["epochs_done"] == 1
-    train(TrainConfig(out=str(tmp_path / "b"), resume=True, **base))
+    train(TrainSettings.of(out=str(tmp_path / "b"), resume=True, **base))
 
     a, b = _weights(tmp_path / "a" / "model.pth"), _weights(tmp_path / "b" / "model.pth")
     assert a.keys() == b.keys()
@@ -116,7 +131,7 @@ def test_unknown_arch_is_one_line(tmp_path, runner, idx_data):
 def test_real_mnist_short_run_beats_95_percent(tmp_path):
     import os
 
-    res = train(TrainConfig(epochs=3, subset=10_000, batch_size=128, data_dir=os.environ["MNIST_EDGE_DATA"],
+    res = train(TrainSettings.of(epochs=3, subset=10_000, batch_size=128, data_dir=os.environ["MNIST_EDGE_DATA"],
                             out=str(tmp_path), plots=False))
     assert res.test_acc > 0.95, res.test_acc
 
@@ -135,7 +150,7 @@ def test_evaluate_reports_the_trained_accuracy(tiny_run, runner):
 
 def test_fashion_mnist_class_names_travel_with_the_model(tmp_path):
     data = write_idx_dataset(tmp_path / "fashion", n_train=128, n_test=32)
-    train(TrainConfig(epochs=1, dataset="fashion-mnist", data_dir=str(data), out=str(tmp_path / "o"),
+    train(TrainSettings.of(epochs=1, dataset="fashion-mnist", data_dir=str(data), out=str(tmp_path / "o"),
                       threads=1, plots=False))
     meta = checkpoint.load(tmp_path / "o" / "model.pth")["metadata"]
     assert meta.dataset == "fashion-mnist"

@@ -1,0 +1,49 @@
+"""`mnist-edge train`."""
+
+from __future__ import annotations
+
+import click
+
+from mnist_edge.cli import options
+from mnist_edge.core.archs import ARCH_SPECS
+from mnist_edge.core.settings import TrainPlace, TrainRecipe
+
+R, P = TrainRecipe, TrainPlace  # the defaults shown below are these dataclasses' own
+
+
+@click.command()
+@click.option("--epochs", type=click.IntRange(min=1), default=R.epochs, show_default=True, help="Epochs to train.")
+@click.option("--lr", type=float, default=R.lr, show_default=True, help="Peak learning rate (one-cycle).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=R.batch_size, show_default=True,
+              help="Images per step.")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=R.optimizer, show_default=True,
+              help="AdamW, or SGD with momentum 0.9.")
+@click.option("--arch", default=R.arch, show_default=True,
+              help=f"Architecture: {', '.join(ARCH_SPECS)} (see `mnist-edge models`).")
+@click.option("--seed", type=int, default=R.seed, show_default=True, help="Seed: same seed, same weights (CPU).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=P.device, show_default=True)
+@click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default=R.precision, show_default=True,
+              help="bf16 autocast in training where the hardware has native bf16 (auto), or not.")
+@click.option("--augment/--no-augment", default=R.augment, show_default=True,
+              help="Random rotation, scale and shift of each training image.")
+@click.option("--out", type=click.Path(file_okay=False), default=P.out, show_default=True,
+              help="Where model.pth, metrics.json and the plots go.")
+@click.option("--resume", is_flag=True, help="Continue the run whose checkpoint is in --out.")
+@click.option("--subset", type=click.IntRange(min=1), default=None,
+              help="Train on the first N training images only (quick trials, small data).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="Torch threads. [default: all cores]")
+@click.option("--plots/--no-plots", default=P.plots, show_default=True, help="Write the figures at the end.")
+@options.data_dir
+@options.dataset
+def command(**opts) -> None:
+    """Train a model; writes model.pth, metrics.json and the figures into --out."""
+    from mnist_edge.cli.ui import Terminal
+    from mnist_edge.core.settings import TrainSettings
+    from mnist_edge.pytorch.train import train
+
+    settings = TrainSettings.of(**opts)
+    res = train(settings, reporter=Terminal())
+    click.echo(f"test accuracy {100 * res.test_acc:.2f}% (loss {res.test_loss:.4f}) after "
+               f"{len(res.history)} epochs; {res.seconds:.0f} s of training")
+    click.echo(f"wrote {res.checkpoint} and metrics.json{', figures' if settings.place.plots else ''} "
+               f"in {settings.place.out}/")

@@ -1,0 +1,1 @@
+"""The core: the standard library and numpy only (errors, the format registry, settings, metadata, data, files)."""

@@ -1,0 +1,44 @@
+"""One switch for the libraries' warnings: hidden from users, shown in CI (MNIST_EDGE_SHOW_WARNINGS=1).
+
+torch.jit, torch.ao.quantization and the exporters warn about deprecations a user of this tool cannot
+act on; CI sets the variable so that the developers see them before they turn into errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from collections.abc import Iterator
+
+SHOW_ENV = "MNIST_EDGE_SHOW_WARNINGS"
+# Modules whose warnings the CLI hides process-wide (their deprecations are ours to handle, not the user's).
+LIBRARIES = ("torch", "torchvision", "torchao", "onnx", "onnxscript", "onnx_ir", "onnxruntime", "copyreg",
+             "executorch", "litert_torch", "ai_edge_litert", "ai_edge_quantizer", "tflite_micro", "jax")
+
+
+def showing() -> bool:
+    """Whether warnings should be shown (the CI setting)."""
+    return os.environ.get(SHOW_ENV, "").strip() not in ("", "0")
+
+
+@contextlib.contextmanager
+def quiet(stdout: bool = False) -> Iterator[None]:
+    """Hide warnings raised inside the block (and, with stdout=True, what libraries print), unless showing()."""
+    if showing():
+        yield
+        return
+    with warnings.catch_warnings(), \
+            (contextlib.redirect_stdout(io.StringIO()) if stdout else contextlib.nullcontext()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def quiet_libraries() -> None:
+    """Process-wide: ignore the warnings that LIBRARIES raise, unless showing()."""
+    if showing():
+        return
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ warnings bypass Python's filters
+    for mod in LIBRARIES:
+        warnings.filterwarnings("ignore", module=rf"{mod}(\..*)?")

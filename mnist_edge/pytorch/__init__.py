@@ -1,0 +1,1 @@
+"""The torch side: models, training, checkpoints, the torch runtimes, plots and every exporter."""

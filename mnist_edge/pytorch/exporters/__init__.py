@@ -1,0 +1,1 @@
+"""One small module per exporter family; each function is `export(job, fmt, tmp) -> ModelMetadata`."""

@@ -1,0 +1,180 @@
+"""The architectures as torch modules: the default edge model and the four it grew from, by name.
+
+Every model maps a float32 batch (N, 1, 28, 28), normalised with the dataset's mean/std, to
+(N, num_classes) scores. `build(name, **args)` rebuilds one from a checkpoint's metadata.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from mnist_edge.core.archs import ARCH_SPECS
+from mnist_edge.core.errors import ModelFileError
+
+
+def _conv_bn(cin: int, cout: int, k: int) -> list[nn.Module]:
+    # bias is redundant before BatchNorm; BN folds into the conv at export
+    return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+
+
+class EdgeNet(nn.Module):
+    """mnist-edge's default: 3 conv+BN blocks, 2 max-pools, global average pooling, 1 linear layer.
+
+    Cheap where edge inference pays (the only full-resolution layer maps 1 channel to 32; the wide
+    layers run at 14x14 and 7x7) and small: 95 k parameters, 7.9 M MACs per image, 0.38 MB as
+    float32 ONNX and 0.11 MB as int8. Global average pooling instead of a wide FC layer keeps the
+    parameter count low and lets int8 quantize almost every weight (the convolutions).
+    """
+
+    def __init__(self, channels: tuple[int, int, int] = (32, 64, 128), num_classes: int = 10):
+        super().__init__()
+        c1, c2, c3 = channels
+        self.features = nn.Sequential(
+            *_conv_bn(1, c1, 5), nn.MaxPool2d(2),   # (N, c1, 14, 14)
+            *_conv_bn(c1, c2, 3), nn.MaxPool2d(2),  # (N, c2, 7, 7)
+            *_conv_bn(c2, c3, 3),                   # (N, c3, 7, 7)
+        )
+        self.head = nn.Linear(c3, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)
+        # global average pool -> (N, c3); keepdim + flatten is what ExecuTorch's XNNPACK delegates whole
+        x = x.mean(dim=(2, 3), keepdim=True).flatten(1)
+        return self.head(x)
+
+
+class Conv3PoolFC3(nn.Module):
+    """3 conv layers (3x3, ReLU), each followed by 2x2 max-pooling, then 3 fully connected layers."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)   # (N, 32, 28, 28) -> pool (N, 32, 14, 14)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)  # (N, 64, 14, 14) -> pool (N, 64, 7, 7)
+        self.conv3 = nn.Conv2d(64, 128, 3, padding=1)  # (N, 128, 7, 7) -> pool (N, 128, 3, 3)
+        self.fc1 = nn.Linear(128 * 3 * 3, 256)
+        self.fc2 = nn.Linear(256, 128)
+        self.fc3 = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv3(x)), 2)
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+class Conv2FC2(nn.Module):
+    """conv 10 filters 5x5 pad 1 -> conv 20 filters 5x5 pad 1 (each ReLU + 2x2 max-pool) -> FC 50 -> FC 10."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 10, 5, padding=1)   # (N, 10, 26, 26) -> pool (N, 10, 13, 13)
+        self.conv2 = nn.Conv2d(10, 20, 5, padding=1)  # (N, 20, 11, 11) -> pool (N, 20, 5, 5)
+        self.fc1 = nn.Linear(20 * 5 * 5, 50)
+        self.fc2 = nn.Linear(50, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        return self.fc2(F.relu(self.fc1(x)))
+
+
+class LeNetDropout(nn.Module):
+    """LeNet-like: conv 32 3x3 pad 1 -> pool -> conv 64 3x3 pad 1 -> pool -> FC 128 -> dropout 0.5 -> FC 10."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3, padding=1)   # (N, 32, 28, 28) -> pool (N, 32, 14, 14)
+        self.conv2 = nn.Conv2d(32, 64, 3, padding=1)  # (N, 64, 14, 14) -> pool (N, 64, 7, 7)
+        self.fc1 = nn.Linear(64 * 7 * 7, 128)
+        self.dropout = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(128, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = torch.flatten(x, 1)
+        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+
+
+class Conv3Flat(nn.Module):
+    """conv 32 -> conv 64 -> conv 128 (3x3, no padding, ReLU, no pooling) -> flatten -> FC 10 -> log-softmax."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, 3)     # (N, 32, 26, 26)
+        self.conv2 = nn.Conv2d(32, 64, 3)    # (N, 64, 24, 24)
+        self.conv3 = nn.Conv2d(64, 128, 3)   # (N, 128, 22, 22)
+        self.fc = nn.Linear(128 * 22 * 22, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.conv1(x))
+        x = F.relu(self.conv2(x))
+        x = F.relu(self.conv3(x))
+        # log-probabilities: cross-entropy on them equals NLL, argmax and softmax are unchanged
+        return F.log_softmax(self.fc(torch.flatten(x, 1)), dim=1)
+
+
+# The classes of core.archs.ARCH_SPECS (names, summaries, default arguments and pinned sizes live there).
+CLASSES: dict[str, type[nn.Module]] = {
+    "edgenet": EdgeNet,
+    "conv3pool-fc3": Conv3PoolFC3,
+    "conv2pool-fc2": Conv2FC2,
+    "lenet-dropout": LeNetDropout,
+    "conv3-flat": Conv3Flat,
+}
+
+
+def build(name: str, args: dict | None = None, num_classes: int = 10) -> nn.Module:
+    """A fresh model of architecture `name` with `args` (defaults from the registry)."""
+    if name not in CLASSES:
+        raise ModelFileError(f"unknown architecture {name!r} (known: {', '.join(CLASSES)})")
+    kwargs = {**ARCH_SPECS[name].args, **(args or {})}
+    if "channels" in kwargs:
+        kwargs["channels"] = tuple(kwargs["channels"])
+    try:
+        return CLASSES[name](num_classes=num_classes, **kwargs)
+    except TypeError as e:
+        raise ModelFileError(f"bad arguments for architecture {name!r}: {e}") from None
+
+
+def default_args(name: str) -> dict:
+    return dict(ARCH_SPECS[name].args)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def count_macs(model: nn.Module) -> int:
+    """Multiply-accumulates for one 1x28x28 image (conv and linear layers; the rest is negligible)."""
+    total = 0
+
+    def hook(mod: nn.Module, inp: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * (mod.in_channels // mod.groups)
+            total += out[0].numel() * k
+        elif isinstance(mod, nn.Linear):
+            total += mod.in_features * mod.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 1, 28, 28))
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    return total
+
+
+def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
+    """The model's conv layers in forward order, with their names (for filter and feature-map plots)."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]

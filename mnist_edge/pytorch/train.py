@@ -1,0 +1,273 @@
+"""`mnist-edge train`: the training loop, fed from in-memory uint8 tensors, checkpointed every epoch.
+
+Determinism: the initial weights come from `seed`; each epoch's shuffling and augmentation use a
+generator seeded with (seed, epoch), and the global RNG (dropout) is reseeded per epoch. So an
+interrupted run resumed with --resume ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mnist_edge.core import data
+from mnist_edge.core.archs import ARCH_SPECS
+from mnist_edge.core.errors import MnistEdgeError
+from mnist_edge.core.fileio import MB, ensure_writable, write_json
+from mnist_edge.core.metadata import DATASETS, ModelMetadata, runtime_versions
+from mnist_edge.core.progress import Reporter, Silent
+from mnist_edge.core.scores import Scores
+from mnist_edge.core.settings import TrainRecipe, TrainSettings
+from mnist_edge.pytorch import checkpoint
+from mnist_edge.pytorch.evaluate import evaluate
+from mnist_edge.pytorch.models import build, count_macs, count_params, default_args
+
+CHECKPOINT_NAME = "model.pth"
+METRICS_NAME = "metrics.json"
+
+
+class TrainingInterrupted(MnistEdgeError):
+    """Ctrl-C during training: the last completed epoch is on disk."""
+
+    exit_code = 130
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    history: list[dict]
+    test_acc: float
+    test_loss: float
+    seconds: float
+
+
+def pick_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise MnistEdgeError("--device cuda: no CUDA device is available (use --device cpu)")
+    return requested
+
+
+def random_affine(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    """Per-image random rotation/scale/shift of a float batch (N, 1, 28, 28), using generator g."""
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(10)
+    scale = 1 + (torch.rand(n, generator=g) * 2 - 1) * 0.1
+    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.12  # in [-1, 1] grid units: +-1.7 px
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
+                         torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (N, 2, 3)
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+
+def epoch_batches(images: torch.Tensor, labels: torch.Tensor, recipe: TrainRecipe, epoch: int, mean: float,
+                  std: float, device: str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of (x, y) batches from in-memory uint8 images (N, 1, 28, 28): shuffled, augmented and
+    normalised a whole batch at a time (no per-image transforms), from a generator seeded by (seed, epoch)."""
+    g = torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch)
+    perm = torch.randperm(len(labels), generator=g)
+    for i in range(0, len(labels), recipe.batch_size):
+        idx = perm[i:i + recipe.batch_size]
+        x = images[idx].float().div_(255.0)
+        if recipe.augment:
+            x = random_affine(x, g)
+        # channels_last: oneDNN's convolutions and BatchNorm train ~1.4x faster in NHWC on CPU (measured)
+        x = ((x - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
+        yield x, labels[idx].to(device)
+
+
+def use_bf16(precision: str, device: str) -> bool:
+    """Whether to train with bf16 autocast: 'auto' only where bf16 is native, never emulated (slow)."""
+    if precision == "fp32":
+        return False
+    if device == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    if precision == "bf16" and not native:
+        raise MnistEdgeError(f"--precision bf16: this {device.upper()} has no native bfloat16 (use fp32)")
+    return native
+
+
+def train_step(model, opt, sched, x, y, label_smoothing: float, bf16: bool = False) -> tuple[float, int]:
+    """One optimisation step; returns (mean loss, correct predictions) of the batch."""
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(x)
+    loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item(), int((logits.argmax(1) == y).sum())
+
+
+def make_optimizer(recipe: TrainRecipe, model, steps: int):
+    if recipe.optimizer == "adam":
+        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    elif recipe.optimizer == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True,
+                              weight_decay=recipe.weight_decay)
+    else:
+        raise MnistEdgeError(f"unknown optimizer {recipe.optimizer!r} (adam or sgd)")
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=max(steps, 1))
+    return opt, sched
+
+
+def check_recipe(recipe: TrainRecipe) -> None:
+    if recipe.arch not in ARCH_SPECS:
+        raise MnistEdgeError(f"unknown architecture {recipe.arch!r} (known: {', '.join(ARCH_SPECS)})")
+    if recipe.dataset not in DATASETS:
+        raise MnistEdgeError(f"unknown dataset {recipe.dataset!r} (known: {', '.join(DATASETS)})")
+    for name in ("epochs", "batch_size"):
+        if getattr(recipe, name) < 1:
+            raise MnistEdgeError(f"--{name.replace('_', '-')} must be at least 1")
+    if not recipe.lr > 0:
+        raise MnistEdgeError("--lr must be positive")
+
+
+def _room_needed(recipe: TrainRecipe, out: Path) -> int:
+    """Bytes a run writes: its checkpoint (weights + optimizer state), twice while replacing, and figures."""
+    ckpt = out / CHECKPOINT_NAME
+    if ckpt.is_file():
+        return 2 * ckpt.stat().st_size + 4 * MB
+    return 2 * 4 * 4 * ARCH_SPECS[recipe.arch].params + 4 * MB  # weights, 2 Adam moments, a copy
+
+
+def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = None,
+          reporter: Reporter | None = None) -> TrainResult:
+    """Train per `settings`, writing model.pth and metrics.json each epoch and the plots at the end."""
+    recipe, place = settings.recipe, settings.place
+    say = reporter or Silent()
+    check_recipe(recipe)
+    out = ensure_writable(place.out, _room_needed(recipe, Path(place.out)), "the checkpoint")  # before any work
+    if place.threads:
+        torch.set_num_threads(place.threads)
+    device = pick_device(place.device)
+    ckpt_path, metrics_path = out / CHECKPOINT_NAME, out / METRICS_NAME
+
+    train_split, test_split = data.load_dataset(place.data_dir, recipe.dataset)
+    if recipe.subset:
+        train_split = data.Split(train_split.images[:recipe.subset], train_split.labels[:recipe.subset],
+                                 train_split.source)
+    images = torch.from_numpy(np.ascontiguousarray(train_split.images)).unsqueeze(1)  # (N,1,28,28) uint8
+    labels = torch.from_numpy(train_split.labels.astype(np.int64))
+    n = len(labels)
+    steps_per_epoch = math.ceil(n / recipe.batch_size)
+
+    meta = ModelMetadata.for_dataset(recipe.arch, default_args(recipe.arch), recipe.dataset)
+    torch.manual_seed(recipe.seed)
+    model = build(recipe.arch, meta.arch_args, num_classes=len(meta.class_names)).to(
+        device, memory_format=torch.channels_last)  # see epoch_batches
+    opt, sched = make_optimizer(recipe, model, recipe.epochs * steps_per_epoch)
+
+    history: list[dict] = []
+    start_epoch = 0
+    if place.resume:
+        start_epoch, history = _restore(recipe, ckpt_path, model, opt, sched, say)
+        if start_epoch >= recipe.epochs:
+            say.log(f"{ckpt_path}: already trained {start_epoch} of {recipe.epochs} epochs; nothing to do")
+    bf16 = use_bf16(recipe.precision, device)
+    say.log(f"{recipe.arch}: {count_params(model):,} parameters, {count_macs(model) / 1e6:.2f} M MACs/image; "
+            f"{n:,} training images, {len(test_split):,} test images, device {device}, "
+            f"{'bf16 autocast' if bf16 else 'fp32'}")
+
+    t_start = time.perf_counter()
+    epoch = start_epoch
+    ev: Scores | None = None  # the last evaluation: the figures reuse it
+    try:
+        for epoch in range(start_epoch, recipe.epochs):
+            t0 = time.perf_counter()
+            torch.manual_seed(recipe.seed * 100_003 + epoch)  # dropout stream of this epoch
+            model.train()
+            loss_sum, correct = 0.0, 0
+            batches = epoch_batches(images, labels, recipe, epoch, meta.mean, meta.std, device)
+            with say.steps(batches, f"epoch {epoch + 1}/{recipe.epochs}", length=steps_per_epoch) as bar:
+                for x, y in bar:
+                    loss, right = train_step(model, opt, sched, x, y, recipe.label_smoothing, bf16)
+                    loss_sum += loss * len(y)
+                    correct += right
+            ev = evaluate(model, test_split, meta, device)
+            row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n,
+                   "test_loss": ev.loss, "test_acc": ev.accuracy, "seconds": round(time.perf_counter() - t0, 2)}
+            history.append(row)
+            meta.test_acc, meta.test_loss, meta.epochs = ev.accuracy, ev.loss, epoch + 1
+            _save(settings, ckpt_path, metrics_path, model, meta, opt, sched, history)
+            say.log(f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f} "
+                    f"acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f} "
+                    f"acc {row['test_acc']:.4f}  {row['seconds']:.1f}s")
+            if on_epoch:
+                on_epoch(row)
+    except KeyboardInterrupt:
+        done = len(history)
+        where = f"{ckpt_path} holds epoch {done}" if done else "no epoch was completed"
+        raise TrainingInterrupted(
+            f"interrupted during epoch {epoch + 1}: {where}; continue with `mnist-edge train --resume`"
+        ) from None
+
+    if not history:
+        raise MnistEdgeError(f"{ckpt_path}: no epochs to report")
+    seconds = time.perf_counter() - t_start
+    if place.plots:
+        from mnist_edge.pytorch.plots import write_all
+
+        ev = ev or evaluate(model, test_split, meta, device)  # a --resume with nothing left to train
+        write_all(out, history, model.cpu(), test_split, ev, meta)
+    final = history[-1]
+    return TrainResult(ckpt_path, history, final["test_acc"], final["test_loss"], seconds)
+
+
+def _config(settings: TrainSettings) -> dict:
+    """The run's settings as saved in the checkpoint and metrics.json (flat, as the CLI names them)."""
+    return {**asdict(settings.recipe), **{k: v for k, v in asdict(settings.place).items() if k != "resume"}}
+
+
+def _save(settings: TrainSettings, ckpt_path, metrics_path, model, meta, opt, sched, history) -> None:
+    meta.seed = settings.recipe.seed
+    meta.versions = runtime_versions()
+    checkpoint.save(ckpt_path, {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": meta.to_dict(),
+        "config": _config(settings),
+        "history": history,
+        "epochs_done": len(history),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
+    })
+    final = history[-1]
+    write_json(metrics_path, {
+        "arch": settings.recipe.arch,
+        "dataset": settings.recipe.dataset,
+        "epochs": history,
+        "test_acc": final["test_acc"],
+        "test_loss": final["test_loss"],
+        "config": _config(settings),
+    })
+
+
+def _restore(recipe: TrainRecipe, ckpt_path: Path, model, opt, sched, say: Reporter) -> tuple[int, list[dict]]:
+    """Load weights, optimizer and schedule from a previous run of the same recipe."""
+    ckpt = checkpoint.load(ckpt_path)
+    saved = ckpt.get("config", {})
+    now = asdict(recipe)  # every part of the recipe; the one-cycle schedule spans all epochs
+    diffs = [k for k, v in now.items() if k in saved and saved[k] != v]
+    if diffs:
+        what = ", ".join(f"{k} ({saved.get(k)!r} there, {now[k]!r} now)" for k in diffs)
+        raise MnistEdgeError(f"{ckpt_path}: cannot resume, the run differs in {what}")
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+    except (KeyError, RuntimeError, ValueError) as e:
+        raise MnistEdgeError(f"{ckpt_path}: cannot resume from this checkpoint ({e})") from None
+    history = list(ckpt.get("history", []))
+    say.log(f"resuming from {ckpt_path}: {len(history)} epoch(s) done")
+    return int(ckpt.get("epochs_done", len(history))), history
