@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mnist_edge.verify.bench.run import default_threads
 from mnist_edge.core.data import has_any_data, resolve_data_dir
+from mnist_edge.verify.bench.run import default_threads
 
 ARTIFACTS = Path(os.environ.get("MNIST_EDGE_ARTIFACTS", "artifacts"))
 THREADS = int(os.environ.get("MNIST_EDGE_BENCH_THREADS") or default_threads())

@@ -11,8 +11,8 @@ import os
 import numpy as np
 import pytest
 
-from mnist_edge.verify.bench.run import DEFAULT_BATCH_SIZES, batch_of, percentiles, throughput, time_calls
 from mnist_edge.core.formats import FORMATS
+from mnist_edge.verify.bench.run import DEFAULT_BATCH_SIZES, batch_of, percentiles, throughput, time_calls
 
 TIME_S = float(os.environ.get("MNIST_EDGE_BENCH_TIME", "0.5"))  # timed seconds per point
 MIN_ROUNDS, MAX_ROUNDS = 20, 20_000

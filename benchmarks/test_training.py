@@ -17,20 +17,20 @@ import numpy as np
 
 from mnist_edge.core.fileio import write_json
 
-STEPS = int(os.environ.get("MNIST_EDGE_TRAIN_STEPS", "30"))  # timed steps per loop
+STEPS = int(os.environ.get("MNIST_EDGE_TRAIN_STEPS", "200"))  # timed steps per loop (>= 200: a stable ratio)
 WARMUP_STEPS = 2
 CHUNK = 5  # the two loops take turns, CHUNK steps at a time
 SEED_BATCH = 64  # the seed's DataLoader
 GOAL = 2.0  # mnist-edge's loop should train at least this many times as many images/s
 
 
-def edge_batches(torch, images, labels, cfg, mean: float, std: float):
+def edge_batches(torch, images, labels, recipe, mean: float, std: float):
     """train.py's own batches (mnist_edge.train.epoch_batches), epoch after epoch."""
     from mnist_edge.pytorch.train import epoch_batches
 
     epoch = 0
     while True:
-        yield from epoch_batches(torch, images, labels, cfg, epoch, mean, std)
+        yield from epoch_batches(images, labels, recipe, epoch, mean, std)
         epoch += 1
 
 
@@ -72,22 +72,23 @@ def trainer(torch, batches, mnist_edge: bool):
     mnist_edge=True: as train.py runs it (channels_last, bf16 autocast where native); False: as the
     seed ran it (torch's default layout, float32).
     """
+    from mnist_edge.core.settings import TrainRecipe
     from mnist_edge.pytorch.models import build
-    from mnist_edge.pytorch.train import TrainConfig, _make_optimizer, train_step, use_bf16
+    from mnist_edge.pytorch.train import make_optimizer, train_step, use_bf16
 
-    cfg = TrainConfig()
+    recipe = TrainRecipe()
     torch.manual_seed(0)
     model = build("edgenet").train()
-    bf16 = mnist_edge and use_bf16(torch, cfg.precision, "cpu")
+    bf16 = mnist_edge and use_bf16(recipe.precision, "cpu")
     if mnist_edge:
         model = model.to(memory_format=torch.channels_last)
-    opt, sched = _make_optimizer(torch, cfg, model, WARMUP_STEPS + STEPS)
+    opt, sched = make_optimizer(recipe, model, WARMUP_STEPS + STEPS)
 
     def step() -> tuple[int, float]:
         t0 = time.perf_counter()
         x, y = next(batches)
         data_s = time.perf_counter() - t0
-        train_step(torch, model, opt, sched, x, y, cfg.label_smoothing, bf16)
+        train_step(model, opt, sched, x, y, recipe.label_smoothing, bf16)
         return len(y), data_s
 
     return step
@@ -120,7 +121,7 @@ def test_training_throughput_against_the_seed_loop(data_dir, artifacts, threads,
     from mnist_edge.core.data import load_dataset
     from mnist_edge.core.deps import torch as _torch
     from mnist_edge.core.metadata import DATASETS
-    from mnist_edge.pytorch.train import TrainConfig
+    from mnist_edge.core.settings import TrainRecipe
 
     torch = _torch()
     torch.set_num_threads(threads)
@@ -129,10 +130,10 @@ def test_training_throughput_against_the_seed_loop(data_dir, artifacts, threads,
     images = torch.from_numpy(np.ascontiguousarray(train.images)).unsqueeze(1)  # (N, 1, 28, 28) uint8
     labels = torch.from_numpy(train.labels.astype(np.int64))
 
-    cfg = TrainConfig()
-    edge_bs = cfg.batch_size
+    recipe = TrainRecipe()
+    edge_bs = recipe.batch_size
     res = interleaved({
-        "mnist_edge": trainer(torch, edge_batches(torch, images, labels, cfg, spec.mean, spec.std), True),
+        "mnist_edge": trainer(torch, edge_batches(torch, images, labels, recipe, spec.mean, spec.std), True),
         "seed": trainer(torch, seed_batches(torch, train.images, train.labels, spec.mean, spec.std), False),
     }, STEPS, WARMUP_STEPS)
     edge, seed = res["mnist_edge"], res["seed"]

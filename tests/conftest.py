@@ -61,7 +61,7 @@ def write_csv_dataset(folder: Path, n_train: int = 64, n_test: int = 32) -> Path
     header = "label," + ",".join(f"{r}x{c}" for r in range(1, 29) for c in range(1, 29))
     for name, n, seed in (("mnist_train.csv", n_train, 0), ("mnist_test.csv", n_test, 1)):
         x, y = synthetic_digits(n, seed)
-        rows = [",".join([str(int(lbl))] + [str(int(p)) for p in img.ravel()]) for img, lbl in zip(x, y)]
+        rows = [",".join([str(int(lbl))] + [str(int(p)) for p in img.ravel()]) for img, lbl in zip(x, y, strict=True)]
         (folder / name).write_text(header + "\n" + "\n".join(rows) + "\n")
     return folder
 
@@ -70,8 +70,8 @@ def save_random_checkpoint(path: Path, arch: str = "edgenet", seed: int = 0):
     """A model.pth of a randomly initialised model, with mnist-edge metadata: export and bench tests use it."""
     import torch
 
-    from mnist_edge.pytorch import checkpoint
     from mnist_edge.core.metadata import ModelMetadata
+    from mnist_edge.pytorch import checkpoint
     from mnist_edge.pytorch.models import build, default_args
 
     torch.manual_seed(seed)

@@ -89,7 +89,8 @@ def test_option_parsing():
 
 
 def test_importing_bench_loads_neither_torch_nor_matplotlib():
-    code = "import sys, mnist_edge.verify.bench.run; print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
+    code = ("import sys, mnist_edge.verify.bench.run; "
+            "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

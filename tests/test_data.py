@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_edge.core import data
 from mnist_edge.cli import cli
+from mnist_edge.core import data
 from mnist_edge.core.errors import DataError
 
 from .conftest import idx_bytes, synthetic_digits, write_csv_dataset, write_idx_dataset

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from mnist_edge.pytorch import checkpoint
 from mnist_edge.cli import cli
-from mnist_edge.core.formats import FORMATS
+from mnist_edge.core.formats import FORMATS, load_runtime
 from mnist_edge.core.settings import ExportSettings
-from mnist_edge.core.formats import load_runtime
 from mnist_edge.core.tolerances import Tolerances
+from mnist_edge.pytorch import checkpoint
 
 from .conftest import needs_real_data, write_idx_dataset
 
@@ -37,8 +36,8 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
     many near-ties, so the int8 bars are loosened to TOY_INT8 here; the real bars (99.5% agreement,
     0.2 points) are held by the real-MNIST test below. fp32 parity is held to the default 1e-4 always.
     """
-    from mnist_edge.pytorch.export import export_models
     from mnist_edge.core.settings import TrainSettings
+    from mnist_edge.pytorch.export import export_models
     from mnist_edge.pytorch.train import train
 
     root = tmp_path_factory.mktemp("export")

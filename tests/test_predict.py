@@ -58,7 +58,7 @@ def test_predict_drawn_digits_with_the_shipped_model(runner, digits, tmp_path, m
     res = runner.invoke(cli, ["predict", *map(str, digits.values())])
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
-    for (d, path), line in zip(digits.items(), lines):
+    for (d, path), line in zip(digits.items(), lines, strict=True):  # one line per image, none missing
         assert line.startswith(f"{path}: {d} ("), line
 
 
@@ -110,7 +110,7 @@ def test_bad_inputs_one_line_each_rest_still_predicted(runner, digits, tmp_path)
     err_lines = [ln for ln in res.stderr.strip().splitlines()]
     assert out_lines[0].startswith(f"{digits['7']}: 7") and out_lines[-1].startswith(f"{digits['1']}: 1")
     assert len(err_lines) == len(bad)
-    for p, line in zip(bad.values(), err_lines):
+    for p, line in zip(bad.values(), err_lines, strict=True):
         assert line.startswith("Error: ") and str(p) in line
 
 
@@ -249,9 +249,9 @@ def _photo_of(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
 def test_mnist_digits_photographed_on_paper_stay_accurate():
     """MNIST-derived photos: preprocessing keeps the model near its MNIST accuracy; a naive resize does not."""
     from mnist_edge.core.data import load_test_split
+    from mnist_edge.core.formats import load_runtime
     from mnist_edge.edge.predict import predict_arrays
     from mnist_edge.edge.preprocess import to_mnist
-    from mnist_edge.core.formats import load_runtime
 
     split = load_test_split(os.environ["MNIST_EDGE_DATA"])
     rng = np.random.default_rng(0)

@@ -77,9 +77,8 @@ def model_file(tmp_path_factory) -> Path:
     if SHIPPED.is_file():
         return SHIPPED
     pytest.importorskip("torch", reason="no shipped model, and making a test model needs the train extra")
-    from mnist_edge.pytorch.export import export_models
-
     from mnist_edge.core.settings import ExportSettings
+    from mnist_edge.pytorch.export import export_models
 
     from .conftest import save_random_checkpoint
 
@@ -117,8 +116,8 @@ def test_healthz_names_the_model(client, model_file):
 
 
 def test_model_is_what_info_describes(client, model_file):
-    from mnist_edge.edge.info import describe
     from mnist_edge.core.formats import load_runtime
+    from mnist_edge.edge.info import describe
 
     r = client.get("/model")
     assert r.status_code == 200 and r.json() == json.loads(json.dumps(describe(load_runtime(model_file))))
@@ -511,7 +510,7 @@ def test_page_fits_a_phone_and_takes_touch(browser, server, tmp_path):
     cdp = ctx.new_cdp_session(page)
     pts = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in ONE[0]]
     cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": pts[0][0], "y": pts[0][1]}]})
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:], strict=False):  # consecutive pairs
         for t in range(1, 13):
             cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
                 {"x": x0 + (x1 - x0) * t / 12, "y": y0 + (y1 - y0) * t / 12}]})

@@ -7,12 +7,12 @@ import json
 import pytest
 import torch
 
-from mnist_edge.pytorch import checkpoint
 from mnist_edge.cli import cli
 from mnist_edge.core.archs import ARCH_SPECS
+from mnist_edge.core.settings import TrainSettings
+from mnist_edge.pytorch import checkpoint
 from mnist_edge.pytorch.models import build, count_macs, count_params
 from mnist_edge.pytorch.plots import PLOT_FILES
-from mnist_edge.core.settings import TrainSettings
 from mnist_edge.pytorch.train import TrainingInterrupted, train
 
 from .conftest import needs_real_data, write_idx_dataset

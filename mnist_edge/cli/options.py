@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
 from mnist_edge.core.metadata import DATASETS
@@ -35,3 +37,19 @@ def tolerances(f):
 def tolerances_of(atol: float, min_agreement_int8: float, max_acc_drop_int8: float) -> Tolerances:
     return Tolerances(fp32_max_abs_diff=atol, int8_min_agreement=min_agreement_int8,
                       int8_max_accuracy_drop=max_acc_drop_int8)
+
+
+class RegistryChoice(click.Choice):
+    """A Choice read from the format registry when the option is parsed, so a format registered later counts."""
+
+    def __init__(self, values: Callable[[], list[str]]):
+        self._values = values
+        super().__init__([])
+
+    @property
+    def choices(self) -> list[str]:
+        return self._values()
+
+    @choices.setter
+    def choices(self, _ignored) -> None:
+        pass

@@ -224,7 +224,7 @@ def check_model_path(path: Path, fmt: Format) -> None:
         raise ModelFileError(f"{path}: empty file, not a model")
 
 
-if __name__ == "__main__":  # `python -m mnist_edge.core.formats [FAMILY]`: the files `export --format FAMILY --quantize` writes
+if __name__ == "__main__":  # `python -m mnist_edge.core.formats [FAMILY]`: what `export --quantize` writes
     import sys
 
     print(" ".join(f.filename for f in formats_to_write(sys.argv[1] if len(sys.argv) > 1 else "all", True)))
