@@ -11,7 +11,7 @@ export MNIST_EDGE_DATA
 STAMP  := $(VENV)/.installed
 TRAIN_INPUTS := $(wildcard mnist_edge/pytorch/*.py) $(addprefix mnist_edge/core/,data.py metadata.py settings.py archs.py)
 
-.PHONY: all install train export check bench test lint clean help default-model
+.PHONY: all install train export check bench test lint clean help default-model toolchains
 
 all: check bench  ## install, train, export, check parity, benchmark
 
@@ -37,7 +37,7 @@ EXPORT_INPUTS := $(wildcard mnist_edge/pytorch/exporters/*.py mnist_edge/edge/ru
 	mnist_edge/pytorch/export.py mnist_edge/verify/parity.py mnist_edge/core/formats.py
 
 # One export run writes every format; the stamp stands for all of them ($(EXPORTS)).
-$(ART)/.exported: $(ART)/model.pth $(EXPORT_INPUTS)
+$(ART)/.exported: $(ART)/model.pth $(EXPORT_INPUTS) | toolchains
 	$(BIN)/mnist-edge export --format all --quantize --checkpoint $(ART)/model.pth --out $(ART)
 	touch $@
 
@@ -55,7 +55,19 @@ bench: $(ART)/.exported  ## latency, throughput, size and accuracy of every form
 default-model: $(ART)/.exported  ## (maintainers) this run's verified ONNX model becomes the shipped default in the source tree
 	$(BIN)/python tools/ship_default_model.py $(ART) mnist_edge/edge/assets
 
-test: $(STAMP)  ## run the test suite (real-MNIST tests need MNIST_EDGE_DATA)
+# Debian tools some tests and bench rows use: Chromium (the page's browser tests), the Cortex-M cross
+# compiler (the C model's flash and RAM). Installed with apt where we can; elsewhere those skip, saying why.
+APT_TOOLS := chromium:chromium arm-none-eabi-gcc:gcc-arm-none-eabi
+toolchains:  ## install Chromium and the Cortex-M cross compiler with apt, where possible
+	@for pair in $(APT_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 && continue; \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    { apt-get update -q && apt-get install -y -q --no-install-recommends $$pkg; } >/dev/null 2>&1 \
+	      || echo "$$pkg could not be installed with apt: the tests that need $$cmd will skip"; \
+	  else echo "$$cmd is missing and apt is not available to root here: the tests that need it will skip"; fi; \
+	done
+
+test: $(STAMP) toolchains  ## run the test suite (real-MNIST tests need MNIST_EDGE_DATA)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff, and the import contracts (the edge side never imports torch)

@@ -82,6 +82,33 @@ def save_random_checkpoint(path: Path, arch: str = "edgenet", seed: int = 0):
     return meta
 
 
+def make_int8(arch: str, out: Path, args: dict | None = None, seed: int = 0, calib: int = 16) -> Path:
+    """out/model.onnx and out/model.int8.onnx of a random `arch` (non-trivial BatchNorm); the int8 path."""
+    import torch
+
+    from mnist_edge.core.formats import FORMATS
+    from mnist_edge.core.metadata import ModelMetadata
+    from mnist_edge.core.settings import ExportSettings
+    from mnist_edge.pytorch.export import ExportJob
+    from mnist_edge.pytorch.exporters import onnx as onnx_exporter
+    from mnist_edge.pytorch.models import build
+
+    torch.manual_seed(seed)
+    model = build(arch, args).eval()
+    with torch.no_grad():  # BatchNorm statistics that folding has to get right
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    meta = ModelMetadata(arch=arch, arch_args=dict(args or {}), test_acc=0.5, seed=seed)
+    pixels = np.random.default_rng(seed).integers(0, 256, (calib, 28, 28), dtype=np.uint8)
+    out.mkdir(parents=True, exist_ok=True)
+    job = ExportJob(model, meta, ExportSettings(out=out), meta.normalize(pixels), {"onnx": out / "model.onnx"})
+    onnx_exporter.export_fp32(job, FORMATS["onnx"], out / "model.onnx")
+    onnx_exporter.export_int8(job, FORMATS["onnx-int8"], out / "model.int8.onnx")
+    return out / "model.int8.onnx"
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()

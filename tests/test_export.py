@@ -15,14 +15,14 @@ import pytest
 import torch
 
 from mnist_edge.cli import cli
-from mnist_edge.core.formats import FORMATS, load_runtime
+from mnist_edge.core.formats import FORMATS, formats_to_write, load_runtime
 from mnist_edge.core.settings import ExportSettings
 from mnist_edge.core.tolerances import Tolerances
 from mnist_edge.pytorch import checkpoint
 
 from .conftest import needs_real_data, write_idx_dataset
 
-ALL_FILES = ["model.ts", "model.int8.ts", "model.onnx", "model.int8.onnx"]
+ALL_FILES = [f.filename for f in formats_to_write("all", quantize=True)]  # from the registry, in order
 TOY_INT8 = (0.97, 0.02)  # int8 agreement and accuracy drop allowed for the toy model (see `exported`)
 TOY_INT8_ARGS = ["--min-agreement-int8", str(TOY_INT8[0]), "--max-acc-drop-int8", str(TOY_INT8[1])]
 
@@ -53,7 +53,7 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
     return art, data
 
 
-def test_export_writes_the_four_files_and_nothing_else(exported):
+def test_export_writes_every_registered_format_and_nothing_else(exported):
     art, _ = exported
     assert sorted(p.name for p in art.iterdir()) == sorted(ALL_FILES + ["model.pth"])
 
@@ -65,7 +65,8 @@ def test_every_format_passes_parity_within_tolerances(exported, runner):
     report = json.loads(res.output)
     assert report["passed"] is True
     by_fmt = {r["format"]: r for r in report["results"]}
-    assert set(by_fmt) == {"torchscript", "torchscript-int8", "onnx", "onnx-int8"}
+    assert set(by_fmt) == {f.name for f in formats_to_write("all", quantize=True)}
+    assert by_fmt["c-int8"]["against"] == {"format": "onnx-int8", "max_abs_diff": 0.0, "top1_agreement": 1.0}
     for name in ("torchscript", "onnx"):
         assert by_fmt[name]["max_abs_diff"] <= 1e-4 and by_fmt[name]["top1_agreement"] == 1.0
     for name in ("torchscript-int8", "onnx-int8"):
@@ -103,7 +104,7 @@ def test_metadata_round_trips_through_every_format(exported, name):
     assert (meta.mean, meta.std, meta.class_names, meta.arch, meta.arch_args) == \
         (ref.mean, ref.std, ref.class_names, ref.arch, ref.arch_args)
     assert meta.test_acc == ref.test_acc
-    assert (meta.quantization is not None) == (".int8." in name)
+    assert (meta.quantization is not None) == load_runtime(art / name).format.endswith("-int8")
 
 
 def test_int8_files_are_smaller(exported):

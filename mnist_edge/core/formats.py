@@ -101,6 +101,9 @@ _ROWS = (
     Format("onnx-int8", "model.int8.onnx", "onnx", "mnist_edge.edge.runtimes.onnx:load",
            "mnist_edge.pytorch.exporters.onnx:export_int8", precision="int8", source="onnx", calibrated=True,
            note="ONNX Runtime static QDQ int8"),
+    Format("c-int8", "c", "c", "mnist_edge.edge.runtimes.c:load", "mnist_edge.pytorch.exporters.c:export",
+           precision="int8", source="onnx-int8", folder=True, reference="onnx-int8", reference_max_abs_diff=0.0,
+           note="plain C99 from the int8 ONNX model, no runtime, bit-exact with ONNX Runtime"),
 )
 
 FORMATS: dict[str, Format] = {f.name: f for f in _ROWS}

@@ -40,8 +40,7 @@ class EdgeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
-        # global average pool -> (N, c3); keepdim + flatten is what ExecuTorch's XNNPACK delegates whole
-        x = x.mean(dim=(2, 3), keepdim=True).flatten(1)
+        x = x.mean(dim=(2, 3))  # global average pool -> (N, c3)
         return self.head(x)
 
 

@@ -68,6 +68,8 @@ def _load(spec: dict):
              "accuracy": accuracy(logits, split.labels), "test_images": len(split),
              "rss_after_load_mb": rss_loaded, "torch_imported": "torch" in sys.modules,
              "threads": spec["threads"]}
+    footprint = getattr(rt, "footprint", None)  # a microcontroller target's flash and RAM, where it has them
+    facts["footprint"] = footprint() if callable(footprint) else None
     return rt, x, facts
 
 
