@@ -13,6 +13,7 @@ from mnist_edge.core.quiet import quiet
 EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "torchvision", "onnx", "onnxscript", "matplotlib"),
     "serve": ("fastapi", "uvicorn", "multipart", "python_multipart"),
+    "executorch": ("executorch", "torchao"),
 }
 EXTRA_OF = {module: extra for extra, modules in EXTRAS.items() for module in modules}
 
@@ -39,8 +40,8 @@ def require(module: str, extra: str | None = None) -> ModuleType:
 
 
 def installed(extra: str | None) -> bool:
-    """Whether every module of an extra can be imported (without importing it)."""
-    return extra is None or all(importlib.util.find_spec(m) is not None for m in EXTRAS[extra][:1])
+    """Whether an extra is installed: its first module can be found (nothing is imported)."""
+    return extra is None or importlib.util.find_spec(EXTRAS[extra][0]) is not None
 
 
 def torch() -> ModuleType:

@@ -40,7 +40,8 @@ class EdgeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
-        x = x.mean(dim=(2, 3))  # global average pool -> (N, c3)
+        # global average pool -> (N, c3); keepdim + flatten is what ExecuTorch's XNNPACK delegates whole
+        x = x.mean(dim=(2, 3), keepdim=True).flatten(1)
         return self.head(x)
 
 

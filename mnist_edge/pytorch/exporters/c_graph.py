@@ -244,6 +244,7 @@ def _relu_step(g: _Graph, node, shape, in_q) -> Step:
 
 _STEP_READERS = {"Conv": _conv_step, "Gemm": _gemm_step, "MaxPool": _maxpool_step, "ReduceMean": _mean_step,
                  "Reshape": _flatten_step, "Flatten": _flatten_step, "Relu": _relu_step}
+_FLATTENS = ("Reshape", "Flatten")  # after a keepdims mean only
 _SAME_QPARAMS = {"maxpool", "flatten", "relu"}  # ORT runs these on uint8 only when in/out params agree
 
 
@@ -276,6 +277,10 @@ def read_program(proto, source: str, input_shape: tuple[int, ...]) -> Program:
             g.refuse(op.op_type, op.name, "op not supported")
         step = _STEP_READERS[op.op_type](g, op, shape, cur_q)
         nq = g.only_consumer(op.output[0], op.op_type)
+        if step.kind == "mean" and step.out_shape != (shape[0],) and nq is not None and nq.op_type in _FLATTENS:
+            # mean(keepdim=True).flatten(1): (C, 1, 1) -> (C,) moves no data; ORT quantizes after the flatten
+            step.out_shape = (shape[0],)
+            op, nq = nq, g.only_consumer(nq.output[0], nq.op_type)
         if nq is None or nq.op_type != "QuantizeLinear":
             g.refuse(op.op_type, op.name, f"its output is {'used by ' + nq.op_type if nq else 'a float graph output'}"
                      " (expected a QuantizeLinear)")

@@ -1,0 +1,128 @@
+"""ExecuTorch exporters: model.pte (fp32) and model.int8.pte (int8), both lowered to XNNPACK.
+
+Both programs take a FIXED batch of 1: torch 2.14's conv shape code narrows a dynamic batch to
+[2, 15] during XNNPACK lowering, so the runtime loops over larger batches instead. The model's
+metadata travels inside the .pte as a constant method (`METADATA_METHOD`) returning its JSON.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from mnist_edge.core.deps import require
+from mnist_edge.core.errors import ExportError, MissingExtraError
+from mnist_edge.core.metadata import ModelMetadata
+from mnist_edge.pytorch.runtimes.executorch import CHECKSUM_METHOD, CHECKSUM_SLOT, METADATA_METHOD, file_sha256
+
+EXPORT_BATCH = 1  # see the module docstring: the only batch XNNPACK lowering keeps exact here
+EXTRA = "executorch"
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence what torch.export / ExecuTorch / torchao print while exporting: not actionable.
+
+    Broader than core.quiet: ExecuTorch's C++ log goes through sys.stderr, and torch's loggers print.
+
+    Covers Python warnings, prints to stdout/stderr (ExecuTorch routes its C++ log through
+    Python's sys.stderr) and torch's own loggers (they print import-time deprecation notes).
+    """
+    torch_log = logging.getLogger("torch")
+    level = torch_log.level
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), \
+            contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        torch_log.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            torch_log.setLevel(level)
+
+
+def _executorch():
+    """The pieces of executorch's export side, or MissingExtraError naming the extra."""
+    try:
+        with quiet():
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+            from executorch.exir import to_edge_transform_and_lower
+            from executorch.version import __version__
+    except ImportError as e:
+        raise MissingExtraError(f"exporting to ExecuTorch needs executorch ({e.name or 'executorch'} "
+                                f"is not installed): install mnist-edge[{EXTRA}]") from None
+    return XnnpackPartitioner, to_edge_transform_and_lower, __version__
+
+
+def _example(torch):
+    return (torch.zeros(EXPORT_BATCH, 1, 28, 28),)
+
+
+def _with_versions(meta: ModelMetadata, et_version: str, quantization: str | None) -> ModelMetadata:
+    """The metadata to store: the job's, plus the executorch version and the int8 recipe."""
+    return replace(meta, versions={**meta.versions, "executorch": et_version}, quantization=quantization)
+
+
+def _stamp_checksum(data: bytes, tmp: Path) -> bytes:
+    """Write the file's SHA-256 into the checksum slot (same length, so nothing else moves)."""
+    slot = CHECKSUM_SLOT.encode()
+    if data.count(slot) != 1:
+        raise ExportError(f"{tmp}: ExecuTorch wrote an unexpected .pte layout (checksum slot not found once)")
+    return data.replace(slot, file_sha256(data).encode())
+
+
+def _lower_and_save(exported, meta: ModelMetadata, tmp: Path) -> None:
+    """Lower a torch.export program to XNNPACK, embed metadata and checksum, write the .pte at `tmp`."""
+    partitioner_cls, lower, _ = _executorch()
+    edge = lower(exported, partitioner=[partitioner_cls()],
+                 constant_methods={METADATA_METHOD: meta.to_json(), CHECKSUM_METHOD: CHECKSUM_SLOT})
+    tmp.write_bytes(_stamp_checksum(edge.to_executorch().buffer, tmp))
+
+
+def export_fp32(job, fmt, tmp: Path) -> ModelMetadata:
+    """model.pte: fp32, batch 1, every supported op delegated to XNNPACK (BatchNorm folded there)."""
+    torch = require("torch")
+    *_, et_version = _executorch()
+    meta = _with_versions(job.metadata, et_version, None)
+    with quiet(), torch.no_grad():
+        exported = torch.export.export(job.model, _example(torch))
+        _lower_and_save(exported, meta, tmp)
+    return meta
+
+
+def _calibrate(prepared, images: np.ndarray, torch) -> None:
+    """Run the calibration images one by one through the observed model (its batch is fixed at 1)."""
+    with torch.no_grad():
+        for i in range(len(images)):
+            prepared(torch.from_numpy(np.ascontiguousarray(images[i:i + 1], dtype=np.float32)))
+
+
+def export_int8(job, fmt, tmp: Path) -> ModelMetadata:
+    """model.int8.pte: XNNPACK static int8 (PT2E), per-channel weights, calibrated on job.calibration."""
+    torch = require("torch")
+    *_, et_version = _executorch()
+    if job.calibration is None or not len(job.calibration):
+        raise ExportError(f"{tmp}: ExecuTorch int8 needs calibration images")
+    with quiet():
+        from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+            XNNPACKQuantizer,
+            get_symmetric_quantization_config,
+        )
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        graph = torch.export.export(job.model, _example(torch)).module()
+        prepared = prepare_pt2e(graph, quantizer)  # folds BatchNorm into the conv before observing
+        _calibrate(prepared, job.calibration, torch)
+        converted = convert_pt2e(prepared)
+        how = (f"executorch XNNPACK static int8 (PT2E): symmetric per-channel weights, per-tensor "
+               f"activations, {len(job.calibration)} calibration images")
+        meta = _with_versions(job.metadata, et_version, how)
+        with torch.no_grad():
+            _lower_and_save(torch.export.export(converted, _example(torch)), meta, tmp)
+    return meta
