@@ -14,6 +14,9 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "torchvision", "onnx", "onnxscript", "matplotlib"),
     "serve": ("fastapi", "uvicorn", "multipart", "python_multipart"),
     "executorch": ("executorch", "torchao"),
+    "litert": ("ai_edge_litert",),
+    "tflm": ("tflite_micro", "ai_edge_litert"),
+    "litert-export": ("litert_torch", "ai_edge_quantizer"),
 }
 EXTRA_OF = {module: extra for extra, modules in EXTRAS.items() for module in modules}
 

@@ -40,8 +40,9 @@ class EdgeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.features(x)
-        # global average pool -> (N, c3); keepdim + flatten is what ExecuTorch's XNNPACK delegates whole
-        x = x.mean(dim=(2, 3), keepdim=True).flatten(1)
+        # global average pool -> (N, c3). keepdim: XNNPACK (ExecuTorch) delegates the whole graph only so;
+        # reshape(-1, C), not flatten: litert-torch's dynamic batch cannot trace a symbolic batch size
+        x = x.mean(dim=(2, 3), keepdim=True).reshape(-1, x.shape[1])
         return self.head(x)
 
 

@@ -244,7 +244,7 @@ def _relu_step(g: _Graph, node, shape, in_q) -> Step:
 
 _STEP_READERS = {"Conv": _conv_step, "Gemm": _gemm_step, "MaxPool": _maxpool_step, "ReduceMean": _mean_step,
                  "Reshape": _flatten_step, "Flatten": _flatten_step, "Relu": _relu_step}
-_FLATTENS = ("Reshape", "Flatten")  # after a keepdims mean only
+_FLATTENS = ("Reshape", "Flatten", "Squeeze")  # dropping the 1x1 of a keepdims mean (only there)
 _SAME_QPARAMS = {"maxpool", "flatten", "relu"}  # ORT runs these on uint8 only when in/out params agree
 
 
@@ -277,8 +277,8 @@ def read_program(proto, source: str, input_shape: tuple[int, ...]) -> Program:
             g.refuse(op.op_type, op.name, "op not supported")
         step = _STEP_READERS[op.op_type](g, op, shape, cur_q)
         nq = g.only_consumer(op.output[0], op.op_type)
-        if step.kind == "mean" and step.out_shape != (shape[0],) and nq is not None and nq.op_type in _FLATTENS:
-            # mean(keepdim=True).flatten(1): (C, 1, 1) -> (C,) moves no data; ORT quantizes after the flatten
+        while step.kind == "mean" and nq is not None and nq.op_type in _FLATTENS:
+            # mean(keepdim=True) then squeeze/flatten: (C, 1, 1) -> (C,) moves no data; ORT quantizes after it
             step.out_shape = (shape[0],)
             op, nq = nq, g.only_consumer(nq.output[0], nq.op_type)
         if nq is None or nq.op_type != "QuantizeLinear":
