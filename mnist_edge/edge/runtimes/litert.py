@@ -105,8 +105,10 @@ def load(path: Path, fmt, threads: int | None = None) -> LiteRTRuntime:
     interpreter = interpreter_class()
     buf = read_file(path)
     try:
-        # the interpreter runs the flatbuffer verifier, so the file is sound before we parse it
-        interp = interpreter(model_content=buf, num_threads=threads or None)
+        # the interpreter runs the flatbuffer verifier, so the file is sound before we parse it;
+        # quiet: it prints "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2 (loading only, not per run)
+        with tflite_model.quiet_stderr():
+            interp = interpreter(model_content=buf, num_threads=threads or None)
     except (ValueError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise ModelFileError(f"{path}: corrupt or not a .tflite model ({first})") from None
@@ -117,7 +119,8 @@ def load(path: Path, fmt, threads: int | None = None) -> LiteRTRuntime:
                        tflite_model.io_quantization(inp, str(path)),
                        tflite_model.io_quantization(out, str(path)), _batch=0)
     try:
-        rt._invoke(np.zeros((1, *meta.input_shape), np.float32))  # allocate, and prove it runs
+        with tflite_model.quiet_stderr():
+            rt._invoke(np.zeros((1, *meta.input_shape), np.float32))  # allocate, and prove it runs
     except (ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: the model does not run ({str(e).strip().splitlines()[0][:160]})") from None
     return rt

@@ -120,6 +120,10 @@ class TFLMRuntime:
             out[i] = tflite_model.dequantize(self.interpreter.get_output(0), *self.output_quant)[0]
         return out
 
+    def footprint(self) -> dict:
+        """What a microcontroller needs: the model in flash, the tensor arena in RAM (measured, no margin)."""
+        return {"flash_bytes": self.model_bytes, "arena_bytes": self.arena_bytes}
+
 
 def _verify(model: bytes, path: Path) -> None:
     """Run LiteRT's flatbuffer verifier first: TFLM trusts its model bytes and may crash on bad ones."""

@@ -31,7 +31,8 @@ def _litert_torch():
     """The litert_torch module, or a MissingExtraError naming the extra that brings it."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")  # its progress bars are not actionable
     try:
-        import litert_torch
+        with tflite_model.quiet_stderr():  # absl and oneDNN notes printed on fd 2 at import
+            import litert_torch
     except ImportError as e:
         raise MissingExtraError(f"LiteRT export needs litert-torch ({e.name} is not installed): "
                                 "install mnist-edge[litert-export]") from None
