@@ -23,6 +23,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 PAGE_FILES = ("index.html", "style.css", "app.js", "worker.js", "preprocess.js")
 SERVICE_WORKER = "sw.js"  # a template: the exporter puts the precache list in front of it
 ORT_DIR = "ort"
+VENDORED = STATIC / ORT_DIR  # filled by `make web-vendor`
 ORT_ROLES = {"module": "ort.wasm.min.mjs", "loader": "ort-wasm-simd-threaded.mjs",
              "wasm": "ort-wasm-simd-threaded.wasm"}
 BROWSER_FORMATS = ("onnx", "onnx-int8")  # what onnxruntime-web runs as it is
@@ -32,9 +33,9 @@ THEME = "#2563eb"  # the page's --accent
 BACKGROUND = "#f4f5f7"  # the page's --bg
 
 
-def ort_files(folder: Path = STATIC / ORT_DIR) -> dict[str, Path]:
+def ort_files() -> dict[str, Path]:
     """{file name: path} of onnxruntime-web's vendored files."""
-    return {name: folder / name for name in ORT_ROLES.values()}
+    return {name: VENDORED / name for name in ORT_ROLES.values()}
 
 
 def vendoring_problem() -> str | None:

@@ -1,10 +1,10 @@
-// Logits of onnxruntime-web (wasm backend, the vendored files the page ships) for MNIST images.
+// Logits of onnxruntime-web (wasm backend, the vendored files the page ships) for MNIST images (tests/test_web.py).
 //   node ort_logits.mjs MODEL.onnx PIXELS.bin N MEAN STD OUT.bin ORT_DIR
 // PIXELS.bin: N x 28 x 28 uint8; normalised here by preprocess.js as the page does. OUT.bin: N x C
 // float32 logits, one batch-1 run per image, as the page runs them. Prints {n, classes, p50_ms, threads}.
 import { readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
-import { CANVAS, normalize } from "../static/preprocess.js";
+import { CANVAS, normalize } from "../../mnist_edge/edge/static/preprocess.js";
 
 const [model, pixelsPath, count, mean, std, outPath, ortDir] = process.argv.slice(2);
 const n = Number(count);

@@ -1,9 +1,9 @@
-// preprocess.js toMnist on images written by Python: what the page would give the model for each.
+// preprocess.js toMnist on images written by Python (tests/test_web.py): what the page gives the model.
 //   node preprocess_images.mjs IMAGES.bin INDEX.json OUT.bin
 // IMAGES.bin: RGBA pixels of every image, back to back; INDEX.json: [[width, height], ...] in order.
 // OUT.bin: N x 28 x 28 uint8. Prints {n, ms_per_image}.
 import { readFileSync, writeFileSync } from "node:fs";
-import { CANVAS, toMnist } from "../static/preprocess.js";
+import { CANVAS, toMnist } from "../../mnist_edge/edge/static/preprocess.js";
 
 const [imagesPath, indexPath, outPath] = process.argv.slice(2);
 const images = readFileSync(imagesPath);
