@@ -11,7 +11,7 @@ export MNIST_EDGE_DATA
 STAMP  := $(VENV)/.installed
 TRAIN_INPUTS := $(wildcard mnist_edge/pytorch/*.py) $(addprefix mnist_edge/core/,data.py metadata.py settings.py archs.py)
 
-.PHONY: all install train export check bench test lint clean help default-model toolchains
+.PHONY: all install train export check bench test lint clean help default-model toolchains web-vendor
 
 all: check bench  ## install, train, export, check parity, benchmark
 
@@ -24,7 +24,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[train,serve,executorch,litert,tflm,litert-export,dev]'
 	touch $@
 
-install: $(STAMP)  ## create .venv and install mnist-edge with all extras
+install: $(STAMP) web-vendor  ## create .venv and install mnist-edge with all extras
+
+# onnxruntime-web for the browser page (serve's in-browser mode, `export --format web`): pinned by
+# web/npm/package-lock.json and web/ort-files.sha256, fetched here rather than committed (14 MB of wasm).
+# --ignore-scripts: no package's install script runs. Without npm, the page asks POST /predict instead.
+ORT_STAMP := mnist_edge/edge/static/ort/.vendored
+$(ORT_STAMP): web/ort-files.sha256 web/npm/package-lock.json web/fetch_ort.py
+	@if command -v npm >/dev/null 2>&1; then \
+	  (cd web/npm && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error) \
+	    && $(PYTHON) web/fetch_ort.py && touch $@; \
+	else echo "npm not found: onnxruntime-web not vendored, so export --format web and the browser tests skip"; fi
+
+web-vendor: $(ORT_STAMP)  ## fetch onnxruntime-web (npm ci) and check it against web/ort-files.sha256
 
 $(ART)/model.pth: $(STAMP) $(TRAIN_INPUTS)
 	$(BIN)/mnist-edge train --out $(ART)
@@ -34,10 +46,11 @@ train: $(ART)/model.pth  ## train the default model (artifacts/model.pth, metric
 # What `export --format all --quantize` writes, from the format registry (mnist_edge/core/formats.py).
 EXPORTS = $(addprefix $(ART)/,$(shell $(BIN)/python -m mnist_edge.core.formats all))
 EXPORT_INPUTS := $(wildcard mnist_edge/pytorch/exporters/*.py mnist_edge/edge/runtimes/*.py) \
-	mnist_edge/pytorch/export.py mnist_edge/verify/parity.py mnist_edge/core/formats.py
+	mnist_edge/pytorch/export.py mnist_edge/verify/parity.py mnist_edge/core/formats.py \
+	mnist_edge/edge/web.py $(wildcard mnist_edge/edge/static/*.*)
 
 # One export run writes every format; the stamp stands for all of them ($(EXPORTS)).
-$(ART)/.exported: $(ART)/model.pth $(EXPORT_INPUTS) | toolchains
+$(ART)/.exported: $(ART)/model.pth $(EXPORT_INPUTS) | toolchains web-vendor
 	$(BIN)/mnist-edge export --format all --quantize --checkpoint $(ART)/model.pth --out $(ART)
 	touch $@
 
@@ -67,7 +80,7 @@ toolchains:  ## install Chromium and the Cortex-M cross compiler with apt, where
 	  else echo "$$cmd is missing and apt is not available to root here: the tests that need it will skip"; fi; \
 	done
 
-test: $(STAMP) toolchains  ## run the test suite (real-MNIST tests need MNIST_EDGE_DATA)
+test: $(STAMP) toolchains web-vendor  ## run the test suite (real-MNIST tests need MNIST_EDGE_DATA)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff, and the import contracts (the edge side never imports torch)

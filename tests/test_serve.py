@@ -157,15 +157,29 @@ def test_same_numbers_as_predict_json(client, model_file, tmp_path, runner):
     assert client.post("/predict", content=path.read_bytes()).json() == expected
 
 
+# What the page is made of under serve (the model's file and /ort/ are checked in test_web.py).
+PAGE_PATHS = ("/", "/index.html", "/style.css", "/app.js", "/worker.js", "/preprocess.js", "/config.json",
+              "/manifest.webmanifest")
+
+
 def test_page_is_self_contained(client):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    html = r.text
-    assert '<meta name="viewport"' in html and "touch-action: none" in html and "<canvas" in html
-    assert "pointerdown" in html and 'type="file"' in html and 'id="clear"' in html
+    html, css, js = r.text, client.get("/style.css").text, client.get("/app.js").text
+    assert '<meta name="viewport"' in html and "touch-action: none" in css and "<canvas" in html
+    assert "pointerdown" in js and 'type="file"' in html and 'id="clear"' in html
     # offline devices: nothing loaded from elsewhere, and the browser is told so
     assert not re.search(r"""(src|href)\s*=\s*["'](https?:)?//""", html)
-    assert "connect-src 'self'" in r.headers["content-security-policy"]
+    # no inline code or style: the policy allows none ('unsafe-inline' is nowhere)
+    assert not re.search(r"<script(?![^>]*\bsrc=)|<style|\sstyle=|\son[a-z]+=", html)
+    for path in PAGE_PATHS:
+        r = client.get(path)
+        assert r.status_code == 200, path
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", r.text), path  # no address anywhere
+        csp = r.headers["content-security-policy"]
+        assert "connect-src 'self'" in csp and "default-src 'none'" in csp and "unsafe-inline" not in csp, path
+        assert r.headers["cross-origin-embedder-policy"] == "require-corp", path  # with COOP: wasm threads
+        assert r.headers["cross-origin-opener-policy"] == "same-origin", path
     assert client.get("/docs").status_code == 404  # FastAPI's docs page loads a CDN: off
 
 

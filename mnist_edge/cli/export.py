@@ -16,7 +16,7 @@ E = ExportSettings  # the defaults shown below are its own
 @click.command()
 @click.option("--format", "fmt", type=options.RegistryChoice(lambda: [*families(), "all"]), default=E.format,
               show_default=True,
-              help="Which format family to write (all: every one whose extra is installed).")
+              help="Which format family to write (all: every one this machine can export).")
 @click.option("--quantize", is_flag=True, help="Also write the int8 formats of each family.")
 @click.option("--quantize-mode", type=click.Choice(QUANTIZE_MODES), default=E.quantize_mode, show_default=True,
               help="ONNX int8: static QDQ (calibrated) or dynamic (MatMul/Gemm only).")

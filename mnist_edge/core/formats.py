@@ -58,6 +58,7 @@ class Format:
     reference: str | None = None  # also held to this sibling format's logits (an exact re-implementation)
     reference_max_abs_diff: float | None = None  # ... within this max |Δlogit| (0: bit-exact)
     reference_min_agreement: float | None = None  # ... with at least this top-1 agreement
+    prerequisite: str | None = None  # "module:function" -> None, or one line on what this machine lacks to export it
     note: str = ""  # one line for tables and `--help`
 
     @property
@@ -75,6 +76,10 @@ class Format:
 
     def supports_batch(self, n: int) -> bool:
         return self.batch_sizes is None or n in self.batch_sizes
+
+    def unavailable(self) -> str | None:
+        """Why this format cannot be exported here (beyond pip extras), or None."""
+        return resolve(self.prerequisite)() if self.prerequisite else None
 
     def missing_hint(self) -> str:
         if self.exporter is None:
@@ -123,6 +128,15 @@ _ROWS = (
     Format("c-int8", "c", "c", "mnist_edge.edge.runtimes.c:load", "mnist_edge.pytorch.exporters.c:export",
            precision="int8", source="onnx-int8", folder=True, reference="onnx-int8", reference_max_abs_diff=0.0,
            note="plain C99 from the int8 ONNX model, no runtime, bit-exact with ONNX Runtime"),
+    # The browser app: the verified ONNX file, run by onnxruntime-web; `check` runs that same file.
+    Format("web", "web", "web", "mnist_edge.edge.runtimes.web:load", "mnist_edge.pytorch.exporters.web:export",
+           precision="int8", source="onnx-int8", folder=True, reference="onnx-int8", reference_max_abs_diff=0.0,
+           prerequisite="mnist_edge.edge.web:vendoring_problem",
+           note="static offline browser app (onnxruntime-web) with the int8 ONNX model"),
+    Format("web-fp32", "web-fp32", "web-fp32", "mnist_edge.edge.runtimes.web:load",
+           "mnist_edge.pytorch.exporters.web:export", source="onnx", folder=True, reference="onnx",
+           reference_max_abs_diff=0.0, prerequisite="mnist_edge.edge.web:vendoring_problem",
+           note="the browser app with the fp32 ONNX model"),
 )
 
 FORMATS: dict[str, Format] = {f.name: f for f in _ROWS}

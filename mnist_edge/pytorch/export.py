@@ -89,17 +89,18 @@ def export_one(job: ExportJob, fmt: Format, ref: Reference) -> Exported:
 
 
 def plan(settings: ExportSettings, say: Callable[[str], None]) -> list[Format]:
-    """The formats to write; under `all`, those whose extra is missing are left out, each with one line."""
+    """The formats to write; under `all`, those this machine cannot export are left out, each with one line."""
     formats = formats_to_write(settings.format, settings.quantize)
     if settings.format != "all":
         return formats
     kept: list[Format] = []
     for f in formats:
         missing = next((x for x in (f.export_extra, f.runtime_extra) if not installed(x)), None)
-        if missing:
-            say(f"skipped {f.name}: install mnist-edge[{missing}] to export it")
-        elif f.source in FORMATS and FORMATS[f.source].exporter and FORMATS[f.source] not in kept:
-            say(f"skipped {f.name}: it is made from {f.source}, which was skipped")
+        why = f"install mnist-edge[{missing}] to export it" if missing else f.unavailable()
+        if not why and f.source in FORMATS and FORMATS[f.source].exporter and FORMATS[f.source] not in kept:
+            why = f"it is made from {f.source}, which was skipped"
+        if why:
+            say(f"skipped {f.name}: {why}")
         else:
             kept.append(f)
     return kept
