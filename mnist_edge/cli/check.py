@@ -17,7 +17,8 @@ from mnist_edge.cli import options
 @options.data_dir
 @options.as_json
 @options.tolerances
-def command(artifacts, checkpoint_path, data_dir, as_json, atol, min_agreement_int8, max_acc_drop_int8) -> None:
+def command(artifacts, checkpoint_path, data_dir, as_json, atol, min_agreement_int8, max_acc_drop_int8,
+            min_agreement_reference) -> None:
     """Parity of every exported model with PyTorch on the whole test set (exit 1 if any fails)."""
     from pathlib import Path
 
@@ -31,7 +32,8 @@ def command(artifacts, checkpoint_path, data_dir, as_json, atol, min_agreement_i
         raise MnistEdgeError(f"{artifacts}: no exported models to check (run `mnist-edge export`)")
     ref_rt = load_runtime(checkpoint_path or artifacts / "model.pth")
     ref = reference(ref_rt, load_test_split(data_dir, ref_rt.metadata.dataset))
-    report = check_folder(ref, artifacts, options.tolerances_of(atol, min_agreement_int8, max_acc_drop_int8))
+    tol = options.tolerances_of(atol, min_agreement_int8, max_acc_drop_int8, min_agreement_reference)
+    report = check_folder(ref, artifacts, tol)
     if as_json:
         click.echo(json.dumps(report.to_json()))
     else:

@@ -28,7 +28,7 @@ E = ExportSettings  # the defaults shown below are its own
 @options.data_dir
 @options.tolerances
 def command(fmt, quantize, quantize_mode, calibration_samples, checkpoint_path, out, data_dir,
-            atol, min_agreement_int8, max_acc_drop_int8) -> None:
+            atol, min_agreement_int8, max_acc_drop_int8, min_agreement_reference) -> None:
     """Export to the edge formats (optionally int8); each file is verified before it is kept."""
     from mnist_edge.cli.ui import Terminal
     from mnist_edge.pytorch.export import export_models
@@ -42,5 +42,5 @@ def command(fmt, quantize, quantize_mode, calibration_samples, checkpoint_path, 
     settings = ExportSettings(
         checkpoint=Path(checkpoint_path), out=Path(out), format=fmt, quantize=quantize, quantize_mode=quantize_mode,
         calibration_samples=calibration_samples, data_dir=data_dir,
-        tolerances=options.tolerances_of(atol, min_agreement_int8, max_acc_drop_int8))
+        tolerances=options.tolerances_of(atol, min_agreement_int8, max_acc_drop_int8, min_agreement_reference))
     export_models(settings, on_done=report, say=Terminal().log)

@@ -23,8 +23,11 @@ artifacts = click.option("--artifacts", type=click.Path(file_okay=False), defaul
 
 
 def tolerances(f):
-    """--atol, --min-agreement-int8, --max-acc-drop-int8, defaulting to core.tolerances."""
+    """--atol, --min-agreement-int8, --max-acc-drop-int8, --min-agreement-reference, defaulting to core.tolerances."""
     t = Tolerances()
+    f = click.option("--min-agreement-reference", type=float, default=None,
+                     help="Smallest top-1 agreement of a re-implementation (TFLM, C) with the format it "
+                          "re-implements. [default: the format's own]")(f)
     f = click.option("--max-acc-drop-int8", type=float, default=t.int8_max_accuracy_drop, show_default=True,
                      help="Largest accuracy drop of an int8 format, as a fraction.")(f)
     f = click.option("--min-agreement-int8", type=float, default=t.int8_min_agreement, show_default=True,
@@ -34,9 +37,10 @@ def tolerances(f):
     return f
 
 
-def tolerances_of(atol: float, min_agreement_int8: float, max_acc_drop_int8: float) -> Tolerances:
+def tolerances_of(atol: float, min_agreement_int8: float, max_acc_drop_int8: float,
+                  min_agreement_reference: float | None) -> Tolerances:
     return Tolerances(fp32_max_abs_diff=atol, int8_min_agreement=min_agreement_int8,
-                      int8_max_accuracy_drop=max_acc_drop_int8)
+                      int8_max_accuracy_drop=max_acc_drop_int8, reference_min_agreement=min_agreement_reference)
 
 
 class RegistryChoice(click.Choice):

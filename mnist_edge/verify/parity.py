@@ -123,17 +123,18 @@ def _bar_failures(max_d: float, agree: float, delta: float, int8: bool, tol: Tol
     return out
 
 
-def _sibling_failures(fmt: Format, out: np.ndarray, sibling: Runtime, ref: Reference) -> tuple[list[str], dict]:
+def _sibling_failures(fmt: Format, out: np.ndarray, sibling: Runtime, ref: Reference,
+                      tol: Tolerances) -> tuple[list[str], dict]:
     """An exact re-implementation of a sibling format (C of int8 ONNX, TFLM of LiteRT) is held to its logits."""
     theirs = run_batched(sibling, ref.inputs, 256)
     d = float(np.abs(out.astype(np.float64) - theirs).max())
     agree = float((out.argmax(1) == theirs.argmax(1)).mean())
+    min_agree = fmt.reference_min_agreement if tol.reference_min_agreement is None else tol.reference_min_agreement
     failures = []
     if fmt.reference_max_abs_diff is not None and d > fmt.reference_max_abs_diff:
         failures.append(f"max |Δlogit| against {fmt.reference} {d:.2e} > {fmt.reference_max_abs_diff:.0e}")
-    if fmt.reference_min_agreement is not None and agree < fmt.reference_min_agreement - EPS:
-        failures.append(f"top-1 agreement with {fmt.reference} {100 * agree:.2f}% < "
-                        f"{100 * fmt.reference_min_agreement:.2f}%")
+    if min_agree is not None and agree < min_agree - EPS:
+        failures.append(f"top-1 agreement with {fmt.reference} {100 * agree:.2f}% < {100 * min_agree:.2f}%")
     return failures, {"format": fmt.reference, "max_abs_diff": d, "top1_agreement": agree}
 
 
@@ -154,7 +155,7 @@ def compare(ref: Reference, rt: Runtime, fmt: Format, tol: Tolerances | None = N
     failures += _edge_failures(ref, edge_out, fmt.int8, tol)
     against = None
     if sibling is not None and outs:
-        more, against = _sibling_failures(fmt, outs[-1], sibling, ref)
+        more, against = _sibling_failures(fmt, outs[-1], sibling, ref, tol)
         failures += more
     return FormatResult(
         format=fmt.name, path=str(rt.path), max_abs_diff=max_d, mean_abs_diff=mean_d, top1_agreement=agree,
