@@ -82,6 +82,19 @@ def save_random_checkpoint(path: Path, arch: str = "edgenet", seed: int = 0):
     return meta
 
 
+def random_onnx_run(root: Path, n_test: int = 64) -> tuple[Path, Path]:
+    """(root/art holding a random edgenet model.pth and its verified model.onnx, root/data synthetic data)."""
+    from mnist_edge.core.settings import ExportSettings
+    from mnist_edge.pytorch.export import export_models
+
+    data = write_idx_dataset(root / "data", n_train=64, n_test=n_test)
+    art = root / "art"
+    art.mkdir()
+    save_random_checkpoint(art / "model.pth")
+    export_models(ExportSettings(checkpoint=art / "model.pth", out=art, format="onnx", data_dir=str(data)))
+    return art, data
+
+
 def make_int8(arch: str, out: Path, args: dict | None = None, seed: int = 0, calib: int = 16) -> Path:
     """out/model.onnx and out/model.int8.onnx of a random `arch` (non-trivial BatchNorm); the int8 path."""
     import torch
@@ -107,6 +120,28 @@ def make_int8(arch: str, out: Path, args: dict | None = None, seed: int = 0, cal
     onnx_exporter.export_fp32(job, FORMATS["onnx"], out / "model.onnx")
     onnx_exporter.export_int8(job, FORMATS["onnx-int8"], out / "model.int8.onnx")
     return out / "model.int8.onnx"
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's: a browser Playwright downloads does not run on these machines
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-proxy-server"]
+
+
+def chromium(extra_args: tuple[str, ...] = ()):
+    """A headless Debian Chromium through Playwright (a generator for module fixtures); skips saying why."""
+    sync_api = pytest.importorskip("playwright.sync_api",
+                                   reason="browser test needs playwright: pip install playwright")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"browser test needs Chromium at {CHROMIUM}: apt-get install -y chromium")
+    with sync_api.sync_playwright() as p:
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args], headless=True,
+                                  timeout=60_000)
+        except Exception as e:  # no display libraries, sandbox trouble...
+            pytest.skip(f"cannot launch {CHROMIUM}: {str(e).strip().splitlines()[0][:200]}")
+        yield b
+        b.close()
 
 
 @pytest.fixture

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from mnist_edge.core.formats import FORMATS, Format
-from mnist_edge.core.settings import BenchSettings, ExportSettings
+from mnist_edge.core.settings import BenchSettings
 from mnist_edge.verify.bench import run as bench
 from mnist_edge.verify.bench import stats
 from mnist_edge.verify.bench.report import read_baseline, regressions
 from mnist_edge.verify.bench.run import BenchError, run_bench
 
-from .conftest import save_random_checkpoint, write_idx_dataset
+from .conftest import random_onnx_run
 
 ROW_KEYS = {"format", "batch_size", "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "throughput_ips",
             "accuracy", "size_bytes", "load_ms", "peak_rss_mb"}
@@ -100,15 +100,7 @@ def test_importing_bench_loads_neither_torch_nor_matplotlib():
 @pytest.fixture(scope="session")
 def tiny_art(tmp_path_factory) -> tuple[Path, Path]:
     """(artifacts with a random edgenet model.pth + model.onnx, synthetic data folder)."""
-    from mnist_edge.pytorch.export import export_models
-
-    root = tmp_path_factory.mktemp("bench")
-    data = write_idx_dataset(root / "data", n_train=64, n_test=64)
-    art = root / "art"
-    art.mkdir()
-    save_random_checkpoint(art / "model.pth")
-    export_models(ExportSettings(checkpoint=art / "model.pth", out=art, format="onnx", data_dir=str(data)))
-    return art, data
+    return random_onnx_run(tmp_path_factory.mktemp("bench"))
 
 
 @pytest.fixture(scope="session")

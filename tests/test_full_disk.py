@@ -18,7 +18,7 @@ import pytest
 from mnist_edge.cli import cli
 from mnist_edge.core.fileio import WriteError, write_bytes
 
-from .conftest import save_random_checkpoint, write_idx_dataset
+from .conftest import random_onnx_run, save_random_checkpoint
 
 
 @contextlib.contextmanager
@@ -56,16 +56,7 @@ def _one_line_failure(res) -> str:
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory) -> tuple[Path, Path]:
     """(a folder with an older model.pth and model.onnx, synthetic data)."""
-    from mnist_edge.core.settings import ExportSettings
-    from mnist_edge.pytorch.export import export_models
-
-    root = tmp_path_factory.mktemp("full")
-    data = write_idx_dataset(root / "data", n_train=64, n_test=32)
-    old = root / "old"
-    old.mkdir()
-    save_random_checkpoint(old / "model.pth")
-    export_models(ExportSettings(checkpoint=old / "model.pth", out=old, format="onnx", data_dir=str(data)))
-    return old, data
+    return random_onnx_run(tmp_path_factory.mktemp("full"), n_test=32)
 
 
 def test_a_write_into_a_full_filesystem_is_one_line_and_keeps_the_old_file(tmp_path):

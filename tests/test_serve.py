@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from mnist_edge.edge.predict import shipped_model_path
 
-from .conftest import write_idx_dataset
+from .conftest import chromium, write_idx_dataset
 from .live_server import live_server, request
 
 pytest.importorskip("fastapi", reason="serve tests need the serve extra: pip install -e '.[serve]'")
@@ -30,11 +30,8 @@ SHIPPED = shipped_model_path()
 needs_shipped = pytest.mark.skipif(not SHIPPED.is_file(),
                                    reason=f"needs the real shipped model {SHIPPED} (random weights predict nothing)")
 TEST_LIMIT = 200_000  # max_body_bytes of the test app: small, so over-limit bodies stay cheap
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-proxy-server"]
-SCREENSHOT_COPY = Path("/tmp/serve_screenshot.png")
+# MNIST_EDGE_SCREENSHOTS=DIR keeps the browser tests' screenshots there, for a person to look at.
+SCREENSHOTS = os.environ.get("MNIST_EDGE_SCREENSHOTS")
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -434,17 +431,7 @@ def test_several_workers_serve_the_same_model(model_file, tmp_path):
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="browser test needs playwright: pip install playwright")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"browser test needs Chromium at {CHROMIUM}: apt-get install -y chromium")
-    with sync_api.sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=60_000)
-        except Exception as e:  # no display libraries, sandbox trouble...
-            pytest.skip(f"cannot launch {CHROMIUM}: {str(e).strip().splitlines()[0][:200]}")
-        yield b
-        b.close()
+    yield from chromium()
 
 
 def _draw_on_canvas(page, strokes: list[list[tuple[float, float]]]) -> None:
@@ -485,8 +472,8 @@ def test_page_draw_clear_upload_in_chromium(browser, server, tmp_path):
     assert page.locator("#bars li.top").count() == 1
     page.wait_for_timeout(400)  # let the bars finish their 150 ms transition before the screenshot
     page.screenshot(path=str(tmp_path / "drawn.png"))
-    with contextlib.suppress(OSError):
-        shutil.copyfile(tmp_path / "drawn.png", SCREENSHOT_COPY)
+    if SCREENSHOTS:
+        shutil.copyfile(tmp_path / "drawn.png", Path(SCREENSHOTS) / "serve_screenshot.png")
 
     page.click("#clear")
     expect(digit).to_have_text("–")
@@ -532,6 +519,6 @@ def test_page_fits_a_phone_and_takes_touch(browser, server, tmp_path):
     expect(page.locator("#digit")).to_have_text("1" if SHIPPED.is_file() else re.compile(r"^\d$"), timeout=10_000)
     page.wait_for_timeout(400)
     page.screenshot(path=str(tmp_path / "phone.png"), full_page=True)
-    with contextlib.suppress(OSError):
-        shutil.copyfile(tmp_path / "phone.png", SCREENSHOT_COPY.with_name("serve_screenshot_phone.png"))
+    if SCREENSHOTS:
+        shutil.copyfile(tmp_path / "phone.png", Path(SCREENSHOTS) / "serve_screenshot_phone.png")
     ctx.close()

@@ -34,17 +34,14 @@ from mnist_edge.core.settings import ExportSettings
 from mnist_edge.edge import web
 from mnist_edge.edge.predict import shipped_model_path
 
-from .conftest import REAL_DATA, make_int8, needs_real_data
+from .conftest import REAL_DATA, chromium, make_int8, needs_real_data
 from .digits import DIGITS, render
 
 ROOT = Path(__file__).resolve().parents[1]
 NODE = shutil.which("node")
-CHROMIUM = "/usr/bin/chromium"
-# As tests/test_serve.py, plus: every host name but loopback resolves to nothing, inside workers and
-# the service worker too (Playwright's routing does not see all of those).
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-proxy-server", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+# Every host name but loopback resolves to nothing, inside workers and the service worker too
+# (Playwright's routing does not see all of those).
+WEB_ONLY_LOOPBACK = ("--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",)
 FIRST_ANSWER_TARGET_MS = 1500  # after navigation, on a quiet machine; asserted with slack for a shared one
 PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
 DESKTOP = {"viewport": {"width": 1000, "height": 760}}
@@ -403,16 +400,7 @@ def static_server(folder: Path, **handler_attrs):
 
 @pytest.fixture(scope="module")
 def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="browser test needs playwright")
-    if not shutil.which(CHROMIUM):
-        pytest.skip(f"browser test needs Chromium at {CHROMIUM}: apt-get install -y chromium")
-    with sync_api.sync_playwright() as p:
-        try:
-            b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=60_000)
-        except Exception as e:  # no display libraries, sandbox trouble...
-            pytest.skip(f"cannot launch {CHROMIUM}: {str(e).strip().splitlines()[0][:200]}")
-        yield b
-        b.close()
+    yield from chromium(WEB_ONLY_LOOPBACK)
 
 
 class Watch:
