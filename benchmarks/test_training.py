@@ -30,7 +30,7 @@ def edge_batches(torch, images, labels, recipe, mean: float, std: float):
 
     epoch = 0
     while True:
-        yield from epoch_batches(images, labels, recipe, epoch, mean, std)
+        yield from epoch_batches(images, labels, recipe, recipe.batch_size, epoch, mean, std)
         epoch += 1
 
 
@@ -74,7 +74,7 @@ def trainer(torch, batches, mnist_edge: bool):
     """
     from mnist_edge.core.settings import TrainRecipe
     from mnist_edge.pytorch.models import build
-    from mnist_edge.pytorch.train import make_optimizer, train_step, use_bf16
+    from mnist_edge.pytorch.train import StepPlan, make_optimizer, train_step, use_bf16
 
     recipe = TrainRecipe()
     torch.manual_seed(0)
@@ -82,7 +82,8 @@ def trainer(torch, batches, mnist_edge: bool):
     bf16 = mnist_edge and use_bf16(recipe.precision, "cpu")
     if mnist_edge:
         model = model.to(memory_format=torch.channels_last)
-    opt, sched = make_optimizer(recipe, model, WARMUP_STEPS + STEPS)
+    steps = WARMUP_STEPS + STEPS
+    opt, sched = make_optimizer(recipe, model, StepPlan(recipe.batch_size, recipe.lr, steps, steps))
 
     def step() -> tuple[int, float]:
         t0 = time.perf_counter()

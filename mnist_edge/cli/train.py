@@ -16,6 +16,10 @@ R, P = TrainRecipe, TrainPlace  # the defaults shown below are these dataclasses
 @click.option("--lr", type=float, default=R.lr, show_default=True, help="Peak learning rate (one-cycle).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=R.batch_size, show_default=True,
               help="Images per step.")
+@click.option("--min-steps", type=click.IntRange(min=0), default=R.min_steps, show_default=True,
+              help=f"Fewer steps than this: the batch halves (not below {R.min_batch}; lr by sqrt) until there are.")
+@click.option("--bn-recalibration/--no-bn-recalibration", default=R.bn_recalibration, show_default=True,
+              help="Recompute BatchNorm statistics over training images after each epoch.")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=R.optimizer, show_default=True,
               help="AdamW, or SGD with momentum 0.9.")
 @click.option("--arch", default=R.arch, show_default=True,

@@ -1,8 +1,9 @@
 """`mnist-edge train`: the training loop, fed from in-memory uint8 tensors, checkpointed every epoch.
 
 Determinism: the initial weights come from `seed`; each epoch's shuffling and augmentation use a
-generator seeded with (seed, epoch), and the global RNG (dropout) is reseeded per epoch. So an
-interrupted run resumed with --resume ends with the same weights as an uninterrupted one.
+generator seeded with (seed, epoch), and the global RNG (dropout) is reseeded per epoch; BatchNorm's
+running statistics are recomputed from a fixed sample after every epoch. So an interrupted run
+resumed with --resume ends with the same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ from mnist_edge.pytorch.models import build, count_macs, count_params, default_a
 
 CHECKPOINT_NAME = "model.pth"
 METRICS_NAME = "metrics.json"
+# Test accuracy this far below train accuracy (same final weights, eval mode) is a broken run, not the
+# generalisation gap of a small subset: BatchNorm statistics that lag (43% test after 6,000 images x 1
+# epoch before recalibration), a run too short to learn, or a test set of another task (near 10%).
+FAR_BELOW = 0.15
+# Training images that recalibrate BatchNorm and give the final train accuracy: per-channel statistics
+# over 4,096 x 7 x 7 positions and more; the forward passes cost about 6 training steps (measured).
+CALIBRATION_IMAGES = 4096
 
 
 class TrainingInterrupted(MnistEdgeError):
@@ -46,6 +54,8 @@ class TrainResult:
     test_acc: float
     test_loss: float
     seconds: float
+    train_acc: float  # the final weights on the calibration sample of training images, eval mode
+    warning: str | None = None  # far_below_warning's line, if any
 
 
 def pick_device(requested: str) -> str:
@@ -69,20 +79,84 @@ def random_affine(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
 
-def epoch_batches(images: torch.Tensor, labels: torch.Tensor, recipe: TrainRecipe, epoch: int, mean: float,
-                  std: float, device: str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+@dataclass(frozen=True)
+class StepPlan:
+    """How a recipe runs on n images: the batch, the peak lr and the number of optimizer steps."""
+
+    batch_size: int
+    lr: float
+    steps_per_epoch: int
+    total_steps: int
+
+
+def plan_steps(recipe: TrainRecipe, n: int) -> StepPlan:
+    """recipe.batch_size and lr, or, where that gives fewer than recipe.min_steps steps (little data, few
+    epochs), the batch halved until it does (not below min_batch) with the lr scaled by sqrt(batch ratio)."""
+    batch = recipe.batch_size
+    while batch // 2 >= recipe.min_batch and recipe.epochs * math.ceil(n / batch) < recipe.min_steps:
+        batch //= 2
+    per_epoch = math.ceil(n / batch)
+    return StepPlan(batch, recipe.lr * math.sqrt(batch / recipe.batch_size), per_epoch, recipe.epochs * per_epoch)
+
+
+def to_input(x: torch.Tensor, mean: float, std: float, device: str) -> torch.Tensor:
+    """A float batch in [0, 1], normalised and on `device` in the layout training uses."""
+    # channels_last: oneDNN's convolutions and BatchNorm train ~1.4x faster in NHWC on CPU (measured)
+    return ((x - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
+
+
+def epoch_batches(images: torch.Tensor, labels: torch.Tensor, recipe: TrainRecipe, batch_size: int, epoch: int,
+                  mean: float, std: float, device: str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of (x, y) batches from in-memory uint8 images (N, 1, 28, 28): shuffled, augmented and
     normalised a whole batch at a time (no per-image transforms), from a generator seeded by (seed, epoch)."""
     g = torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch)
     perm = torch.randperm(len(labels), generator=g)
-    for i in range(0, len(labels), recipe.batch_size):
-        idx = perm[i:i + recipe.batch_size]
+    for i in range(0, len(labels), batch_size):
+        idx = perm[i:i + batch_size]
         x = images[idx].float().div_(255.0)
         if recipe.augment:
             x = random_affine(x, g)
-        # channels_last: oneDNN's convolutions and BatchNorm train ~1.4x faster in NHWC on CPU (measured)
-        x = ((x - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
-        yield x, labels[idx].to(device)
+        yield to_input(x, mean, std, device), labels[idx].to(device)
+
+
+def calibration_indices(n: int, count: int, seed: int) -> torch.Tensor:
+    """A fixed random sample of `count` of n training images (all of them if fewer): BatchNorm's
+    statistics come from these, and the final train accuracy that the far-below warning compares."""
+    if count >= n:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:count]
+
+
+def far_below_warning(train_acc: float, test_acc: float) -> str | None:
+    """One line when the test accuracy ends far below the train accuracy of the same weights."""
+    if train_acc - test_acc < FAR_BELOW:
+        return None
+    return (f"warning: test accuracy {100 * test_acc:.1f}% is far below train accuracy {100 * train_acc:.1f}% "
+            f"of the same model (a too-short run, a tiny --subset it memorised, or the wrong --dataset?)")
+
+
+@torch.no_grad()
+def recalibrate_bn(model: torch.nn.Module, sample: torch.Tensor, mean: float, std: float, device: str,
+                   batch: int = 512) -> None:
+    """Recompute every BatchNorm's running mean and variance over `sample` (uint8 images) with the
+    model's current weights: an exact average over the sample instead of a lagging momentum average."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    was_training = model.training
+    model.eval()  # dropout off; only the BatchNorm layers gather statistics
+    momenta = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.train()
+    for i in range(0, len(sample), batch):
+        x = sample[i:i + batch]
+        for bn in bns:  # running = the mean over all images so far, each batch weighted by its size
+            bn.momentum = len(x) / (i + len(x))
+        model(to_input(x.float().div_(255.0), mean, std, device))
+    for bn, momentum in zip(bns, momenta, strict=True):
+        bn.momentum = momentum
+    model.train(was_training)
 
 
 def use_bf16(precision: str, device: str) -> bool:
@@ -110,15 +184,15 @@ def train_step(model, opt, sched, x, y, label_smoothing: float, bf16: bool = Fal
     return loss.item(), int((logits.argmax(1) == y).sum())
 
 
-def make_optimizer(recipe: TrainRecipe, model, steps: int):
+def make_optimizer(recipe: TrainRecipe, model, plan: StepPlan):
     if recipe.optimizer == "adam":
-        opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+        opt = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=recipe.weight_decay)
     elif recipe.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=0.9, nesterov=True,
+        opt = torch.optim.SGD(model.parameters(), lr=plan.lr, momentum=0.9, nesterov=True,
                               weight_decay=recipe.weight_decay)
     else:
         raise MnistEdgeError(f"unknown optimizer {recipe.optimizer!r} (adam or sgd)")
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=recipe.lr, total_steps=max(steps, 1))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=plan.lr, total_steps=max(plan.total_steps, 1))
     return opt, sched
 
 
@@ -161,13 +235,15 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
     images = torch.from_numpy(np.ascontiguousarray(train_split.images)).unsqueeze(1)  # (N,1,28,28) uint8
     labels = torch.from_numpy(train_split.labels.astype(np.int64))
     n = len(labels)
-    steps_per_epoch = math.ceil(n / recipe.batch_size)
+    plan = plan_steps(recipe, n)
+    sample_idx = calibration_indices(n, CALIBRATION_IMAGES, recipe.seed)
+    bn_sample = images[sample_idx]  # (k, 1, 28, 28) uint8
 
     meta = ModelMetadata.for_dataset(recipe.arch, default_args(recipe.arch), recipe.dataset)
     torch.manual_seed(recipe.seed)
     model = build(recipe.arch, meta.arch_args, num_classes=len(meta.class_names)).to(
         device, memory_format=torch.channels_last)  # see epoch_batches
-    opt, sched = make_optimizer(recipe, model, recipe.epochs * steps_per_epoch)
+    opt, sched = make_optimizer(recipe, model, plan)
 
     history: list[dict] = []
     start_epoch = 0
@@ -178,7 +254,8 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
     bf16 = use_bf16(recipe.precision, device)
     say.log(f"{recipe.arch}: {count_params(model):,} parameters, {count_macs(model) / 1e6:.2f} M MACs/image; "
             f"{n:,} training images, {len(test_split):,} test images, device {device}, "
-            f"{'bf16 autocast' if bf16 else 'fp32'}")
+            f"{'bf16 autocast' if bf16 else 'fp32'}; {plan.total_steps:,} steps of batch {plan.batch_size}, "
+            f"peak lr {plan.lr:.3g}")
 
     t_start = time.perf_counter()
     epoch = start_epoch
@@ -189,12 +266,14 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
             torch.manual_seed(recipe.seed * 100_003 + epoch)  # dropout stream of this epoch
             model.train()
             loss_sum, correct = 0.0, 0
-            batches = epoch_batches(images, labels, recipe, epoch, meta.mean, meta.std, device)
-            with say.steps(batches, f"epoch {epoch + 1}/{recipe.epochs}", length=steps_per_epoch) as bar:
+            batches = epoch_batches(images, labels, recipe, plan.batch_size, epoch, meta.mean, meta.std, device)
+            with say.steps(batches, f"epoch {epoch + 1}/{recipe.epochs}", length=plan.steps_per_epoch) as bar:
                 for x, y in bar:
                     loss, right = train_step(model, opt, sched, x, y, recipe.label_smoothing, bf16)
                     loss_sum += loss * len(y)
                     correct += right
+            if recipe.bn_recalibration:
+                recalibrate_bn(model, bn_sample, meta.mean, meta.std, device)
             ev = evaluate(model, test_split, meta, device)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n,
                    "test_loss": ev.loss, "test_acc": ev.accuracy, "seconds": round(time.perf_counter() - t0, 2)}
@@ -216,13 +295,19 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
     if not history:
         raise MnistEdgeError(f"{ckpt_path}: no epochs to report")
     seconds = time.perf_counter() - t_start
+    sample = data.Split(train_split.images[sample_idx.numpy()], train_split.labels[sample_idx.numpy()],
+                        f"{len(sample_idx)} training images")
+    train_acc = evaluate(model, sample, meta, device).accuracy
+    warning = far_below_warning(train_acc, history[-1]["test_acc"])
+    if warning:
+        say.log(warning)
     if place.plots:
         from mnist_edge.pytorch.plots import write_all
 
         ev = ev or evaluate(model, test_split, meta, device)  # a --resume with nothing left to train
         write_all(out, history, model.cpu(), test_split, ev, meta)
     final = history[-1]
-    return TrainResult(ckpt_path, history, final["test_acc"], final["test_loss"], seconds)
+    return TrainResult(ckpt_path, history, final["test_acc"], final["test_loss"], seconds, train_acc, warning)
 
 
 def _config(settings: TrainSettings) -> dict:
