@@ -32,6 +32,9 @@ class TrainRecipe:
     # with the weights as they are: the momentum-averaged ones lag far behind weights that move fast
     # (detectron2's PreciseBN). 6,000 images x 1 epoch: 43% without, 88% with (same steps).
     bn_recalibration: bool = True
+    # ... in runs of at most this many steps. Longer runs end with weights that move slowly, whose momentum
+    # statistics already fit: the default run (4,700 steps) scored 99.63% recalibrated, 99.65% without.
+    bn_recalibration_max_steps: int = 2000
     optimizer: str = "adam"  # "adam" (AdamW) or "sgd" (momentum 0.9, nesterov)
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1  # softer targets: better calibrated, slightly more accurate

@@ -272,7 +272,7 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
                     loss, right = train_step(model, opt, sched, x, y, recipe.label_smoothing, bf16)
                     loss_sum += loss * len(y)
                     correct += right
-            if recipe.bn_recalibration:
+            if recipe.bn_recalibration and plan.total_steps <= recipe.bn_recalibration_max_steps:
                 recalibrate_bn(model, bn_sample, meta.mean, meta.std, device)
             ev = evaluate(model, test_split, meta, device)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n,
