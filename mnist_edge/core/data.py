@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_edge.core.errors import DataError
+from mnist_edge.core.errors import DataError, first_line
 from mnist_edge.core.metadata import DATASETS, INPUT_SHAPE, NUM_CLASSES
 
 DATA_ENV = "MNIST_EDGE_DATA"
@@ -210,7 +210,7 @@ def download(root: Path, dataset: str) -> None:
         for train in (True, False):
             cls(root=str(root), train=train, download=True)
     except Exception as e:  # network errors come in many types (URLError, OSError, RuntimeError)
-        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        reason = first_line(e, 120)
         raise DataError(
             f"{root}: no {dataset} data here and the download failed ({reason}). Put the four IDX "
             f"files (e.g. train-images-idx3-ubyte.gz) in {root}, or point --data-dir / "

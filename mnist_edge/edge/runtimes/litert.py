@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_edge.core.errors import MissingExtraError, ModelFileError
+from mnist_edge.core.errors import MissingExtraError, ModelFileError, first_line
 from mnist_edge.core.metadata import METADATA_KEY, ModelMetadata
 from mnist_edge.edge.runtimes import tflite_model
 
@@ -110,7 +110,7 @@ def load(path: Path, fmt, threads: int | None = None) -> LiteRTRuntime:
         with tflite_model.quiet_stderr():
             interp = interpreter(model_content=buf, num_threads=threads or None)
     except (ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        first = first_line(e, 160)
         raise ModelFileError(f"{path}: corrupt or not a .tflite model ({first})") from None
     meta = read_metadata(buf, str(path))
     inp, out = _check_io(interp, meta, str(path))
@@ -122,5 +122,5 @@ def load(path: Path, fmt, threads: int | None = None) -> LiteRTRuntime:
         with tflite_model.quiet_stderr():
             rt._invoke(np.zeros((1, *meta.input_shape), np.float32))  # allocate, and prove it runs
     except (ValueError, RuntimeError) as e:
-        raise ModelFileError(f"{path}: the model does not run ({str(e).strip().splitlines()[0][:160]})") from None
+        raise ModelFileError(f"{path}: the model does not run ({first_line(e, 160)})") from None
     return rt

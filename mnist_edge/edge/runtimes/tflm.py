@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_edge.core.errors import MissingExtraError, ModelFileError
+from mnist_edge.core.errors import MissingExtraError, ModelFileError, first_line
 from mnist_edge.core.metadata import ModelMetadata
 from mnist_edge.edge.runtimes import litert as runtime_litert
 from mnist_edge.edge.runtimes import tflite_model
@@ -130,7 +130,7 @@ def _verify(model: bytes, path: Path) -> None:
     try:
         runtime_litert.interpreter_class()(model_content=model)
     except (ValueError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        first = first_line(e, 160)
         raise ModelFileError(f"{path}: corrupt or not a .tflite model ({first})") from None
 
 
@@ -146,7 +146,7 @@ def load(path: Path, fmt, threads: int | None = None) -> TFLMRuntime:
         arena = measure_arena(model, str(path))
         interp = runtime.Interpreter.from_bytes(model, arena_size=arena)
     except (RuntimeError, ValueError) as e:
-        raise ModelFileError(f"{path}: TFLM cannot run this model ({str(e).strip().splitlines()[0][:160]})") from None
+        raise ModelFileError(f"{path}: TFLM cannot run this model ({first_line(e, 160)})") from None
     in_q = tflite_model.io_quantization(interp.get_input_details(0), str(path))
     out_q = tflite_model.io_quantization(interp.get_output_details(0), str(path))
     return TFLMRuntime(fmt.name, path, meta, interp, in_q, out_q, len(model), arena)
