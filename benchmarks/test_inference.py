@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 
 from mnist_edge.core.formats import FORMATS
-from mnist_edge.verify.bench.run import DEFAULT_BATCH_SIZES, batch_of, percentiles, throughput, time_calls
+from mnist_edge.core.settings import BenchSettings
+from mnist_edge.verify.bench.stats import batch_of, percentiles, throughput, time_calls
 
 TIME_S = float(os.environ.get("MNIST_EDGE_BENCH_TIME", "0.5"))  # timed seconds per point
 MIN_ROUNDS, MAX_ROUNDS = 20, 20_000
-POINTS = [(f, b) for f in FORMATS for b in DEFAULT_BATCH_SIZES]  # grouped by format: one model loaded at a time
+# grouped by format (one model loaded at a time), at the batch sizes each format's program takes
+POINTS = [(n, b) for n, f in FORMATS.items() for b in BenchSettings.batch_sizes if f.supports_batch(b)]
 
 
 @pytest.fixture(scope="module")
