@@ -168,6 +168,14 @@ def write_with(dest: str | os.PathLike, writer: Callable[[Path], None], suffix: 
         writer(tmp)
 
 
+def size_of(path: str | os.PathLike) -> int:
+    """Bytes of a file, or of every file in a folder (a folder format: C sources, a firmware bundle, an app)."""
+    path = Path(path)
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
 def ensure_writable(folder: str | os.PathLike, need_bytes: int = 0, what: str = "the output") -> Path:
     """Refuse before the work: `folder` must exist or be creatable, be writable and have room for ~need_bytes."""
     folder = Path(folder)

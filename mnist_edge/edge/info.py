@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from mnist_edge.core.errors import ModelFileError
+from mnist_edge.core.fileio import size_of
 from mnist_edge.core.formats import Runtime
 from mnist_edge.edge.predict import shipped_model_path
 
@@ -27,7 +28,7 @@ def describe(rt: Runtime) -> dict:
     d = {
         "path": str(rt.path),
         "format": rt.format,
-        "size_bytes": rt.path.stat().st_size,
+        "size_bytes": size_of(rt.path),
         "arch": m.arch,
         "arch_args": m.arch_args,
         "dataset": m.dataset,

@@ -17,7 +17,7 @@ import numpy as np
 from mnist_edge.core import data
 from mnist_edge.core.deps import installed
 from mnist_edge.core.errors import ExportError, MnistEdgeError, ParityError, first_line
-from mnist_edge.core.fileio import atomic_folder, atomic_path, ensure_writable
+from mnist_edge.core.fileio import atomic_folder, atomic_path, ensure_writable, size_of
 from mnist_edge.core.formats import FORMATS, Format, formats_to_write, load_runtime, resolve
 from mnist_edge.core.metadata import ModelMetadata
 from mnist_edge.core.settings import ExportSettings
@@ -57,10 +57,6 @@ def _calibration(settings: ExportSettings, meta: ModelMetadata) -> tuple[np.ndar
     n = min(settings.calibration_samples, len(train_split))
     pick = np.sort(np.random.default_rng(0).choice(len(train_split), n, replace=False))
     return meta.normalize(train_split.images[pick]), test_split
-
-
-def size_of(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
 def _verify(ref: Reference, fmt: Format, path: Path, dest: Path, settings: ExportSettings,

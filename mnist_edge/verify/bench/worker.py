@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from mnist_edge.core.errors import DataError, MnistEdgeError, first_line
+from mnist_edge.core.fileio import size_of
 from mnist_edge.verify.bench.stats import batch_of, time_calls
 
 ACCURACY_BATCH = 256  # images per run() in the accuracy pass (not timed)
@@ -63,8 +64,7 @@ def _load(spec: dict):
     split = load_split(root, "test", rt.metadata.dataset)
     x = rt.metadata.normalize(split.images)  # (N, 1, 28, 28) float32, once, outside the timing
     logits = run_batched(rt, x, ACCURACY_BATCH)  # a fixed-batch runtime loops over its program's batch
-    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
-    facts = {"format": fmt.name, "path": str(path), "size_bytes": size, "load_ms": load_ms,
+    facts = {"format": fmt.name, "path": str(path), "size_bytes": size_of(path), "load_ms": load_ms,
              "accuracy": accuracy(logits, split.labels), "test_images": len(split),
              "rss_after_load_mb": rss_loaded, "torch_imported": "torch" in sys.modules,
              "threads": spec["threads"]}
