@@ -95,12 +95,12 @@ def _data_for(dataset: str, mnist_dir: str) -> str:
     return str(FASHION_DIR)
 
 
-@pytest.mark.parametrize("dataset, subset, epochs", ROWS, ids=[f"{d}-{n}x{e}" for d, n, e in ROWS])
 # Rows where mnist-edge is known to lose to a seed loop, and why (reported as XFAIL, not hidden).
 KNOWN_GAPS = {("fashion-mnist", 6_000, 3): "the rotation/scale augmentation made for MNIST hurts Fashion-MNIST "
                                           "(--no-augment: 83.27%); a per-dataset augmentation is not built yet"}
 
 
+@pytest.mark.parametrize("dataset, subset, epochs", ROWS, ids=[f"{d}-{n}x{e}" for d, n, e in ROWS])
 def test_small_data_accuracy_against_the_seed_loop(dataset, subset, epochs, data_dir, artifacts, threads, summary,
                                                    tmp_path):
     if (subset, epochs) == (60_000, 3) and not FULL_ROWS:
