@@ -35,10 +35,17 @@ def quiet(stdout: bool = False) -> Iterator[None]:
         yield
 
 
+def hide_cpp_logs() -> None:
+    """torch's C++ warnings bypass Python's filters and are read when torch is first imported: hide them
+    before that (mnist_edge/__init__.py calls this), unless showing()."""
+    if not showing():
+        os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+
+
 def quiet_libraries() -> None:
     """Process-wide: ignore the warnings that LIBRARIES raise, unless showing()."""
     if showing():
         return
-    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")  # torch's C++ warnings bypass Python's filters
+    hide_cpp_logs()
     for mod in LIBRARIES:
         warnings.filterwarnings("ignore", module=rf"{mod}(\..*)?")
