@@ -8,7 +8,8 @@ Its batches are cut from the same in-memory arrays (the per-image PIL pipeline c
 measured in test_training.py, not the accuracy). All score the same test split.
 
 Rows: subsets of 1,000 / 6,000 / 60,000 training images x 1 / 3 epochs (and 1,000 x 5); the
-60,000 x 3 row, about 4 minutes for the two loops here, only with MNIST_EDGE_BENCH_FULL_ROWS=1.
+60,000 x 3 row is about 4 of the ~6 minutes here. `make bench-training` runs this file (and
+test_training.py) when the training code changed, not on every `make bench`.
 Fashion-MNIST rows where its IDX files are found: MNIST_EDGE_FASHION_DATA, else the folder Debian's
 `dataset-fashion-mnist` package installs. Writes ARTIFACTS/bench_small_data.json.
 """
@@ -24,7 +25,6 @@ import pytest
 
 from mnist_edge.core.fileio import write_json
 
-FULL_ROWS = os.environ.get("MNIST_EDGE_BENCH_FULL_ROWS") == "1"
 FASHION_DIR = Path(os.environ.get("MNIST_EDGE_FASHION_DATA") or "/usr/share/datasets/fashion-mnist")
 SEED_LR, SEED_BATCH = 1e-3, 64
 SEED_ARCHS = ("edgenet", "conv2pool-fc2")
@@ -103,8 +103,6 @@ KNOWN_GAPS = {("fashion-mnist", 6_000, 3): "the rotation/scale augmentation made
 @pytest.mark.parametrize("dataset, subset, epochs", ROWS, ids=[f"{d}-{n}x{e}" for d, n, e in ROWS])
 def test_small_data_accuracy_against_the_seed_loop(dataset, subset, epochs, data_dir, artifacts, threads, summary,
                                                    tmp_path):
-    if (subset, epochs) == (60_000, 3) and not FULL_ROWS:
-        pytest.skip("60,000 x 3 trains ~4 min: set MNIST_EDGE_BENCH_FULL_ROWS=1")
     folder = _data_for(dataset, data_dir)
     t0 = time.perf_counter()
     edge, plan = edge_loop(dataset, folder, subset, epochs, threads, tmp_path)

@@ -188,7 +188,8 @@ def start_workers(todo: list[tuple[Format, Path]], cfg: BenchSettings, threads: 
         for i, (fmt, path) in enumerate(todo, 1):
             workers[fmt.name] = w = Worker(fmt, path, cfg, threads)
             say(f"  [{i}/{len(todo)}] {fmt.name:<17} loaded in {w.facts['load_ms']:.0f} ms, "
-                f"accuracy {100 * w.facts['accuracy']:.2f}%")
+                f"accuracy {100 * w.facts['accuracy']:.2f}%"
+                + (f" (as {w.facts['accuracy_by']} measured it on these bytes)" if w.facts.get("accuracy_by") else ""))
     except BaseException:
         for w in workers.values():
             w.close()
