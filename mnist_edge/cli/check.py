@@ -8,16 +8,53 @@ import sys
 import click
 
 from mnist_edge.cli import options
+from mnist_edge.core.settings import TuneSettings
+
+PER_LAYER_IMAGES = TuneSettings.layer_images  # training images (export's seeded pick), as tune measures
+
+
+def table_of_layers(rows: list[dict]) -> str:
+    from mnist_edge.verify.tune.layers import LayerError, table
+
+    return table([LayerError(**r) for r in rows])
+
+
+def _per_layer(artifacts, meta, data_dir) -> dict:
+    """{int8 file: its layers' SQNR rows, or one line on why not}: ONNX int8 files only."""
+    from mnist_edge.core.formats import FORMATS, exported_present
+    from mnist_edge.core.settings import ExportSettings
+    from mnist_edge.pytorch.export import calibration_images
+    from mnist_edge.verify.tune.layers import layer_errors
+
+    out: dict = {}
+    images = None
+    for fmt, path in exported_present(artifacts):
+        if not fmt.int8:
+            continue
+        if fmt.name != "onnx-int8":
+            out[str(path)] = f"per-layer error is measured for onnx-int8 only, not {fmt.name}"
+            continue
+        fp32 = artifacts / FORMATS["onnx"].filename
+        if not fp32.is_file():
+            out[str(path)] = f"{fp32}: not found (per-layer error compares against the fp32 ONNX model)"
+            continue
+        if images is None:
+            settings = ExportSettings(calibration_samples=PER_LAYER_IMAGES, data_dir=data_dir)
+            images = calibration_images(settings, meta)[0]
+        out[str(path)] = [r.to_json() for r in layer_errors(path, fp32, images)]
+    return out
 
 
 @click.command()
 @options.artifacts
 @click.option("--checkpoint", "checkpoint_path", type=click.Path(), default=None,
               help="The reference checkpoint. [default: ARTIFACTS/model.pth]")
+@click.option("--per-layer", is_flag=True,
+              help="Also each int8 ONNX layer's SQNR against model.onnx on calibration images, most harmful first.")
 @options.data_dir
 @options.as_json
 @options.tolerances
-def command(artifacts, checkpoint_path, data_dir, as_json, atol, min_agreement_int8, max_acc_drop_int8,
+def command(artifacts, checkpoint_path, per_layer, data_dir, as_json, atol, min_agreement_int8, max_acc_drop_int8,
             min_agreement_reference) -> None:
     """Parity of every exported model with PyTorch on the whole test set (exit 1 if any fails)."""
     from pathlib import Path
@@ -34,13 +71,18 @@ def command(artifacts, checkpoint_path, data_dir, as_json, atol, min_agreement_i
     ref = reference(ref_rt, load_test_split(data_dir, ref_rt.metadata.dataset))
     tol = options.tolerances_of(atol, min_agreement_int8, max_acc_drop_int8, min_agreement_reference)
     report = check_folder(ref, artifacts, tol)
+    layers = _per_layer(artifacts, ref_rt.metadata, data_dir) if per_layer else {}
     if as_json:
-        click.echo(json.dumps(report.to_json()))
+        click.echo(json.dumps({**report.to_json(), **({"per_layer": layers} if per_layer else {})}))
     else:
         sizes = sorted({b for r in report.results for b in r.batch_sizes})
         click.echo(f"parity against {ref_rt.path} on {len(ref.labels):,} test images "
                    f"(batches of {', '.join(map(str, sizes))}, as each format takes) and 4 edge inputs")
         click.echo(table(report.results, report.reference_accuracy))
         click.echo("all formats pass" if report.passed else "some formats FAIL")
+        for name, rows in layers.items():
+            click.echo(f"\nper-layer int8 error of {name}" + (f" against {artifacts / 'model.onnx'} on "
+                       f"{PER_LAYER_IMAGES} calibration images, most harmful first:" if isinstance(rows, list) else ""))
+            click.echo(table_of_layers(rows) if isinstance(rows, list) else f"  {rows}")
     if not report.passed:
         sys.exit(1)

@@ -61,6 +61,7 @@ class ModelMetadata:
     seed: int | None = None
     versions: dict = field(default_factory=dict)
     quantization: str | None = None  # how an int8 export was made; None for fp32 models
+    int8_recipe: dict | None = None  # ONNX int8: the Int8Recipe (core.settings) it was made and is run with
     tool: str = FORMAT_TAG
     mnist_edge_version: str = __version__
 

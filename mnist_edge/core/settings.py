@@ -7,7 +7,7 @@ different one), and the place, which says where and how the run happens and chan
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from mnist_edge.core.tolerances import Tolerances
@@ -77,6 +77,59 @@ class TrainSettings:
                    TrainPlace(**{k: v for k, v in options.items() if k in where}))
 
 
+CALIBRATIONS = ("minmax", "entropy", "percentile")  # ONNX Runtime's CalibrationMethod, by name
+QUANT_FORMS = ("qdq", "qoperator")  # Q/DQ pairs around float ops, or fused QLinearConv/QGemm ops
+ACTIVATION_TYPES = ("uint8", "int8")
+GRAPH_OPTIMIZATIONS = ("disabled", "basic", "extended", "all")  # ONNX Runtime's GraphOptimizationLevel
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How an ONNX model is made int8 and run: what `tune` searches, and what the int8 model's metadata records."""
+
+    name: str = "default"
+    per_channel: bool = True  # int8 weights with one scale per output channel (else one per tensor)
+    calibration: str = "minmax"  # one of CALIBRATIONS: how activation ranges come from the calibration images
+    calibration_images: int = 500  # training images (the same seeded pick as `export`)
+    form: str = "qdq"  # one of QUANT_FORMS
+    activations: str = "uint8"  # uint8 (U8S8: x86's VNNI fast path) or int8 (S8S8)
+    symmetric_activations: bool = False  # zero point 0 (int8) / 128 (uint8) for every activation
+    exclude: tuple[str, ...] = ()  # node names of the pre-processed fp32 graph left in fp32
+    # Session options, applied by the ONNX loader from the metadata when its caller names none:
+    graph_optimization: str = "all"  # one of GRAPH_OPTIMIZATIONS
+    threads: int | None = None  # intra-op threads; None: every core
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "exclude": list(self.exclude)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Int8Recipe:
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        return cls(**{**d, "exclude": tuple(d.get("exclude", ()))})
+
+    def structural(self) -> Int8Recipe:
+        """The same recipe without its session options and name: what decides the file's int8 weights."""
+        return replace(self, name="", graph_optimization="all", threads=None)
+
+    def describe(self) -> str:
+        """One line, as `info` shows it."""
+        parts = [f"onnxruntime static {'QDQ' if self.form == 'qdq' else 'QOperator'} int8",
+                 f"{'per-channel' if self.per_channel else 'per-tensor'} weights",
+                 f"{'symmetric ' if self.symmetric_activations else ''}{self.activations} activations",
+                 f"{self.calibration_images} calibration images ({self.calibration})"]
+        if self.exclude:
+            parts.append(f"fp32 {', '.join(self.exclude)}")
+        if self.graph_optimization != "all":
+            parts.append(f"graph optimization {self.graph_optimization}")
+        if self.threads:
+            parts.append(f"{self.threads} thread(s)")
+        return ", ".join(parts)
+
+
+DEFAULT_INT8_RECIPE = Int8Recipe()  # what `export --quantize` applies
+
+
 @dataclass(frozen=True)
 class ExportSettings:
     """`mnist-edge export`: which formats, from which checkpoint, into which folder, held to which bars."""
@@ -86,9 +139,10 @@ class ExportSettings:
     format: str = "all"  # a family of core.formats, or "all"
     quantize: bool = False  # also the int8 rows
     quantize_mode: str = "static"  # ONNX int8: static QDQ (fastest here, see README) or dynamic
-    calibration_samples: int = 500  # training images that calibrate static int8
+    calibration_samples: int = DEFAULT_INT8_RECIPE.calibration_images  # training images that calibrate static int8
     data_dir: str | None = None
     tolerances: Tolerances = field(default_factory=Tolerances)
+    int8_recipe: Int8Recipe | None = None  # ONNX static int8; None: the default recipe with calibration_samples
 
 
 QUANTIZE_MODES = ("static", "dynamic")
@@ -115,6 +169,32 @@ class BenchSettings:
     write: bool = True  # bench.json, bench.md and bench.png in artifacts
     plot: bool = True  # bench.png (needs matplotlib)
     worker_timeout_s: float = 600.0  # a worker that hangs longer is stopped and reported
+
+
+TUNE_FORMATS = ("onnx-int8",)  # the int8 formats `tune` searches recipes for
+
+
+@dataclass(frozen=True)
+class TuneSettings:
+    """`mnist-edge tune`: the fastest int8 recipe that loses at most max_drop points, and why layers hurt."""
+
+    artifacts: Path = Path(DEFAULT_ARTIFACTS)  # model.pth and model.onnx in; model.int8.onnx and tune.* out
+    max_drop: float = 0.1  # accuracy points (not a fraction) an int8 model may lose against the checkpoint
+    batch: int = 1  # the batch size whose p50 latency decides
+    threads: int | None = None  # None: search 1 thread and every core; N: only N
+    formats: tuple[str, ...] = TUNE_FORMATS
+    budget_minutes: float = 10.0  # new candidates stop being made when most of it is spent
+    recipes: tuple[str, ...] | None = None  # names from the search's plan to try (None: all, in order)
+    data_dir: str | None = None
+    tolerances: Tolerances = field(default_factory=Tolerances)  # the other int8 bars (agreement) still hold
+    # Timing of each stage, in interleaved rounds as `bench` does (short windows: many candidates).
+    rounds: int = 10
+    min_time_s: float = 1.5  # per candidate and stage, over all rounds
+    confirm_time_s: float = 3.0  # per point of the final run (chosen, default recipe, fp32; batch and 256)
+    throughput_batch: int = 256  # the final run's second batch size
+    layer_images: int = 200  # calibration images the per-layer SQNR is measured on
+    write: bool = True
+    plot: bool = True
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ def describe(rt: Runtime) -> dict:
         "epochs": m.epochs,
         "seed": m.seed,
         "quantization": m.quantization,
+        "int8_recipe": m.int8_recipe,
         "versions": m.versions,
     }
     shipped = shipped_metrics(rt.path)
@@ -61,6 +62,8 @@ def render(d: dict) -> str:
     ]
     if d["quantization"]:
         lines.append(f"  quantization  {d['quantization']}")
+    if d.get("int8_recipe"):
+        lines.append(f"  int8 recipe   {json.dumps(d['int8_recipe'], sort_keys=True)}")
     if d["versions"]:
         lines.append("  made with     " + ", ".join(f"{k} {v}" for k, v in sorted(d["versions"].items())))
     if "shipped_metrics" in d:

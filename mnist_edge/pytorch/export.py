@@ -51,7 +51,7 @@ class Exported:
     parity: FormatResult
 
 
-def _calibration(settings: ExportSettings, meta: ModelMetadata) -> tuple[np.ndarray, data.Split]:
+def calibration_images(settings: ExportSettings, meta: ModelMetadata) -> tuple[np.ndarray, data.Split]:
     """(normalised calibration images from the training set, the test split)."""
     train_split, test_split = data.load_dataset(settings.data_dir, meta.dataset)
     n = min(settings.calibration_samples, len(train_split))
@@ -110,7 +110,7 @@ def export_models(settings: ExportSettings, on_done: Callable[[Exported], None] 
     ensure_writable(settings.out, len(formats) * 2 * size_of(settings.checkpoint), "the exported models")
     meta = ref_rt.metadata
     if any(f.calibrated for f in formats):
-        calibration, test_split = _calibration(settings, meta)
+        calibration, test_split = calibration_images(settings, meta)
     else:
         calibration, test_split = None, data.load_test_split(settings.data_dir, meta.dataset)
     ref = reference(ref_rt, test_split)
