@@ -15,8 +15,8 @@ from mnist_edge.core.metadata import ModelMetadata
 from mnist_edge.core.quiet import quiet
 from mnist_edge.core.settings import DEFAULT_INT8_RECIPE, QUANTIZE_MODES
 from mnist_edge.pytorch.export import ExportJob, example_input
-from mnist_edge.verify.tune import onnx_int8
-from mnist_edge.verify.tune.onnx_int8 import save
+from mnist_edge.pytorch.exporters import onnx_int8
+from mnist_edge.pytorch.exporters.onnx_int8 import save
 
 ONNX_OPSET = 18
 MAX_BATCH = 65536  # the batch axis of the exported graph goes up to here

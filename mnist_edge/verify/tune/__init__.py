@@ -1,1 +1,4 @@
-"""`mnist-edge tune`: onnx_int8 (a recipe -> an int8 ONNX file), layers (per-layer SQNR), search, report."""
+"""`mnist-edge tune`: layers.py (per-layer SQNR), search.py (recipes verified and timed), report.py (tune.json/md/png).
+
+A recipe is applied to the fp32 ONNX model by pytorch/exporters/onnx_int8.py, the int8 exporter itself.
+"""

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_edge.core.errors import ModelFileError, first_line
-from mnist_edge.verify.tune.onnx_int8 import LAYER_OPS
+from mnist_edge.pytorch.exporters.onnx_int8 import LAYER_OPS
 
 MAX_SQNR_DB = 120.0  # an exact copy (a layer left in fp32 on exact inputs) reads as this
 BATCH = 50

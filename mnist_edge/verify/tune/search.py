@@ -36,11 +36,11 @@ from mnist_edge.core.settings import (
     Int8Recipe,
     TuneSettings,
 )
+from mnist_edge.pytorch.exporters import onnx_int8
 from mnist_edge.verify.bench.report import BenchRow
 from mnist_edge.verify.bench.run import MAX_BATCH, Worker, build_rows, default_threads, measure
 from mnist_edge.verify.bench.stats import ratio_interval
 from mnist_edge.verify.parity import FormatResult, compare, reference
-from mnist_edge.verify.tune import onnx_int8
 from mnist_edge.verify.tune.layers import LayerError, layer_errors
 
 INT8, FP32 = FORMATS["onnx-int8"], FORMATS["onnx"]
