@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from mnist_edge.cli import cli
+from mnist_edge.core.cache import CACHE_FOLDER
 from mnist_edge.core.formats import FORMATS, formats_to_write, load_runtime
 from mnist_edge.core.settings import ExportSettings
 from mnist_edge.core.tolerances import Tolerances
@@ -235,7 +236,8 @@ def test_failed_verification_keeps_the_earlier_file(exported, tmp_path, monkeypa
     with pytest.raises(ParityError, match="forced failure"):
         export_models(ExportSettings(checkpoint=out / "model.pth", out=out, format="onnx", data_dir=str(data)))
     assert _snapshot(out) == before
-    assert not [p for p in out.iterdir() if p.name.startswith(".")], "temporary files left behind"
+    temporaries = [p for p in out.iterdir() if p.name.startswith(".") and p.name != CACHE_FOLDER]
+    assert not temporaries, "temporary files left behind"
 
 
 def test_formats_table_names_every_file():

@@ -113,15 +113,23 @@ def export_int8(job, fmt, tmp: Path) -> ModelMetadata:
             XNNPACKQuantizer,
             get_symmetric_quantization_config,
         )
+        from torchao.quantization.pt2e import MinMaxObserver
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+        config = get_symmetric_quantization_config(is_per_channel=True)
+        # Activation ranges by min/max over the calibration images, as the ONNX int8 default calibrates
+        # (XNNPACK's default is a histogram search): on the default model ExecuTorch int8 then scores
+        # 99.66% (99.63% with histograms) and differs from ONNX int8 on 2 of 10,000 test digits (4).
+        minmax = MinMaxObserver.with_args(eps=2**-12)
+        config = replace(config, input_activation=replace(config.input_activation, observer_or_fake_quant_ctr=minmax),
+                         output_activation=replace(config.output_activation, observer_or_fake_quant_ctr=minmax))
+        quantizer = XNNPACKQuantizer().set_global(config)
         graph = torch.export.export(job.model, _example(torch)).module()
         prepared = prepare_pt2e(graph, quantizer)  # folds BatchNorm into the conv before observing
         _calibrate(prepared, job.calibration, torch)
         converted = convert_pt2e(prepared)
         how = (f"executorch XNNPACK static int8 (PT2E): symmetric per-channel weights, per-tensor "
-               f"activations, {len(job.calibration)} calibration images")
+               f"activations, {len(job.calibration)} calibration images (min/max)")
         meta = _with_versions(job.metadata, et_version, how)
         with torch.no_grad():
             _lower_and_save(torch.export.export(converted, _example(torch)), meta, tmp)
