@@ -297,4 +297,6 @@ def _int8_formats_predict_what_onnx_int8_predicts(art: Path, data: str) -> None:
     assert (digits("c") == ref).all()
     for model in ("model.int8.pte", "model.int8.tflite", "tflm"):
         if (art / model).exists():
-            assert (digits(model) == ref).mean() >= 0.995, model
+            theirs = digits(model)
+            print(f"{model}: {(theirs != ref).sum()} of {len(ref)} digits differ from int8 ONNX's")
+            assert (theirs == ref).mean() >= 0.995, model
