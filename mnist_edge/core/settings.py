@@ -36,9 +36,14 @@ class TrainRecipe:
     # statistics already fit: the default run (4,700 steps) scored 99.63% recalibrated, 99.65% without.
     bn_recalibration_max_steps: int = 2000
     # An exponential moving average of the weights (and BatchNorm buffers) over about this many last steps
-    # is the model evaluated, saved and exported: decay 1 - 1/ema_steps. 0: none. MEASURED: see README.
-    ema_steps: int = 0
-    ema_min_steps: int = 0  # ... in runs of at least this many steps
+    # is the model evaluated, saved and exported: decay 1 - 1/ema_steps; 0: the trained weights. The default
+    # run, seed 0 (trained weights 99.65%), averaged at decay 0.99 / 0.995 / 0.998 / 0.999 / 0.9995:
+    # 99.65 / 99.65 / 99.67 / 99.66 / 99.66%; its BatchNorm statistics recomputed instead of averaged:
+    # 99.61-99.64%. Cost: 0.06 ms a step (0.3 s a run).
+    ema_steps: int = 500
+    # ... in runs of at least this many steps: shorter ones (every small-data row) are the recalibrated
+    # runs above, whose weights move fast to the end; they keep the trained weights, unchanged.
+    ema_min_steps: int = 2000
     optimizer: str = "adam"  # "adam" (AdamW) or "sgd" (momentum 0.9, nesterov)
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1  # softer targets: better calibrated, slightly more accurate
