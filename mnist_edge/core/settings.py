@@ -59,13 +59,15 @@ class TrainRecipe:
 
 @dataclass(frozen=True)
 class TrainPlace:
-    """Where and how a run happens: none of it changes the weights (on one device)."""
+    """Where and how a run happens: none of it changes the weights (on one device, at one thread count)."""
 
     device: str = "auto"  # auto|cpu|cuda
     data_dir: str | None = None
     out: str = DEFAULT_ARTIFACTS
     resume: bool = False
-    threads: int | None = None  # torch intra-op threads; None = all cores
+    # torch intra-op threads; None = all cores. The count changes the weights' last bits (oneDNN splits its
+    # sums by thread): MNIST 6,000 x 1 with a 50-step average scored 96.25% at 1 thread, 96.37% at 2.
+    threads: int | None = None
     plots: bool = True
 
 
