@@ -77,13 +77,11 @@ def test_tiny_model_learns_the_synthetic_task(tiny_run):
     assert m["test_acc"] > 0.5  # chance is 0.1; the bars are easy
 
 
-def _weights(path):
-    return checkpoint.load(path)["state_dict"]
-
-
-def test_same_seed_same_weights_and_resume_equivalence(tmp_path):
+@pytest.mark.parametrize("average", [{"ema_steps": 0}, {"ema_steps": 4, "ema_min_steps": 0}],
+                         ids=["trained-weights", "weight-average"])
+def test_same_seed_same_weights_and_resume_equivalence(tmp_path, average):
     data = write_idx_dataset(tmp_path / "data", n_train=256, n_test=64)
-    base = dict(epochs=3, data_dir=str(data), threads=1, batch_size=64, plots=False)
+    base = dict(epochs=3, data_dir=str(data), threads=1, batch_size=64, plots=False, **average)
     train(TrainSettings.of(out=str(tmp_path / "a"), **base))
 
     def stop_after_first(row):
@@ -96,10 +94,14 @@ def test_same_seed_same_weights_and_resume_equivalence(tmp_path):
     assert checkpoint.load(tmp_path / "b" / "model.pth")["epochs_done"] == 1
     train(TrainSettings.of(out=str(tmp_path / "b"), resume=True, **base))
 
-    a, b = _weights(tmp_path / "a" / "model.pth"), _weights(tmp_path / "b" / "model.pth")
-    assert a.keys() == b.keys()
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    ckpt_a, ckpt_b = checkpoint.load(tmp_path / "a" / "model.pth"), checkpoint.load(tmp_path / "b" / "model.pth")
+    kinds = ["state_dict", "trained_state_dict"] if average["ema_steps"] else ["state_dict"]
+    assert [k for k in ckpt_a if k.endswith("state_dict")] == kinds
+    for kind in kinds:  # the average and the trained weights it follows: both bit-exact after --resume
+        a, b = ckpt_a[kind], ckpt_b[kind]
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (kind, k)
     hist_a = json.loads((tmp_path / "a" / "metrics.json").read_text())["epochs"]
     hist_b = json.loads((tmp_path / "b" / "metrics.json").read_text())["epochs"]
     assert [h["test_acc"] for h in hist_a] == [h["test_acc"] for h in hist_b]

@@ -1,4 +1,5 @@
-"""The step-adaptive recipe: its plan and schedule per step count, BatchNorm recalibration, the far-below warning."""
+"""The step-adaptive recipe: its plan and schedule per step count, BatchNorm recalibration, the far-below warning,
+the weight average, and each dataset's augmentation."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import numpy as np
 import pytest
 import torch
 
+from mnist_edge.core.metadata import DATASETS, Augmentation
 from mnist_edge.core.settings import TrainRecipe, TrainSettings
 from mnist_edge.pytorch.models import build
 from mnist_edge.pytorch.train import (
     StepPlan,
+    WeightAverage,
+    ema_decay,
+    epoch_batches,
     far_below_warning,
     make_optimizer,
     plan_steps,
+    random_affine,
     recalibrate_bn,
     to_input,
     train,
@@ -110,3 +116,98 @@ def test_far_below_means_15_points_of_the_same_weights():
     assert far_below_warning(0.95, 0.43) == (
         "warning: test accuracy 43.0% is far below train accuracy 95.0% of the same model "
         "(a too-short run, a tiny --subset it memorised, or the wrong --dataset?)")
+
+
+# --- the weight average ---------------------------------------------------------------------------
+
+def test_the_weight_average_follows_weights_and_batchnorm_buffers_at_its_decay():
+    torch.manual_seed(0)
+    model = build("edgenet").train()
+    avg = WeightAverage(model, decay=0.75)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    model(torch.randn(8, 1, 28, 28))  # BatchNorm's running buffers and batch counters move
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    avg.update()
+    now = model.state_dict()
+    for k, v in avg.model.state_dict().items():
+        if v.is_floating_point():  # 0.75 of the start, 0.25 of the model now
+            assert torch.allclose(v, 0.75 * start[k] + 0.25 * now[k], atol=1e-5), k
+        else:
+            assert torch.equal(v, now[k]), k
+    assert not any(p.requires_grad for p in avg.model.parameters())
+
+
+@pytest.mark.parametrize("total, expected", [(4_700, 1 - 1 / 4), (188, None)])
+def test_the_weight_average_is_kept_in_runs_of_enough_steps(total, expected):
+    recipe = TrainRecipe(ema_steps=4, ema_min_steps=1_000)
+    assert ema_decay(recipe, StepPlan(256, 0.02, total // 20, total)) == expected
+    assert ema_decay(TrainRecipe(ema_steps=0), StepPlan(256, 0.02, 235, 4_700)) is None
+
+
+def test_the_weight_average_is_what_is_evaluated_saved_and_exported(tmp_path):
+    from mnist_edge.core.data import load_dataset
+    from mnist_edge.pytorch import checkpoint
+    from mnist_edge.pytorch.evaluate import evaluate
+
+    data = write_idx_dataset(tmp_path / "data", n_train=256, n_test=128)
+    res = _run(tmp_path, data, epochs=2, batch_size=32, ema_steps=8, ema_min_steps=0)
+    ckpt = checkpoint.load(res.checkpoint)
+    avg, trained = ckpt["state_dict"], ckpt["trained_state_dict"]
+    assert any(not torch.equal(avg[k], trained[k]) for k in avg)
+    model, meta = checkpoint.load_model(res.checkpoint)  # what export, evaluate and check load
+    assert all(torch.equal(v, avg[k]) for k, v in model.state_dict().items())
+    test = load_dataset(str(data), allow_download=False)[1]
+    assert evaluate(model, test, meta).accuracy == res.test_acc == meta.test_acc > 0.2  # chance: 0.1
+
+
+# --- augmentation per dataset ---------------------------------------------------------------------
+
+def _old_mnist_affine(x, g):
+    """random_affine as it was before profiles: the MNIST stream must stay bit-identical."""
+    n = x.shape[0]
+    angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(10)
+    scale = 1 + (torch.rand(n, generator=g) * 2 - 1) * 0.1
+    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.12
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+
+def _batches(dataset: str):
+    images, labels = synthetic_digits(64)
+    x, y = torch.from_numpy(images).unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+    return x, [b for b, _ in epoch_batches(x, y, TrainRecipe(dataset=dataset), 32, 0, 0.0, 1.0)]
+
+
+def test_mnist_keeps_its_rotation_scale_shift_bit_for_bit():
+    assert DATASETS["mnist"].augmentation == Augmentation(rotation_deg=10, scale=0.1, shift=0.12, hflip=0.0)
+    x, batches = _batches("mnist")
+    g = torch.Generator().manual_seed(0 * 1_000_003 + 0)
+    perm = torch.randperm(64, generator=g)
+    for i, b in enumerate(batches):
+        assert torch.equal(b, _old_mnist_affine(x[perm[32 * i:32 * i + 32]].float() / 255, g))
+
+
+def test_a_mirror_is_exact_and_drawn_per_image():
+    x = torch.rand(64, 1, 28, 28)
+    out = random_affine(x, torch.Generator().manual_seed(0), Augmentation(hflip=1.0))
+    assert torch.allclose(out, x.flip(-1), atol=1e-5)
+    half = random_affine(x, torch.Generator().manual_seed(0), Augmentation(hflip=0.5))
+    mirrored = torch.isclose(half, x.flip(-1), atol=1e-5).flatten(1).all(1)
+    kept = torch.isclose(half, x, atol=1e-5).flatten(1).all(1)
+    assert (mirrored | kept).all() and 16 < int(mirrored.sum()) < 48
+
+
+def test_fashion_mnist_gets_its_own_augmentation():
+    spec = DATASETS["fashion-mnist"].augmentation
+    assert spec != DATASETS["mnist"].augmentation and not spec.rotation_deg and not spec.scale
+    x, batches = _batches("fashion-mnist")
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(64, generator=g)
+    for i, b in enumerate(batches):
+        plain = x[perm[32 * i:32 * i + 32]].float() / 255
+        assert torch.equal(b, plain if spec.is_identity else random_affine(plain, g, spec))
+

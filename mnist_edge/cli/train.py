@@ -20,6 +20,9 @@ R, P = TrainRecipe, TrainPlace  # the defaults shown below are these dataclasses
               help=f"Fewer steps than this: the batch halves (not below {R.min_batch}; lr by sqrt) until there are.")
 @click.option("--bn-recalibration/--no-bn-recalibration", default=R.bn_recalibration, show_default=True,
               help="Recompute BatchNorm statistics over training images after each epoch.")
+@click.option("--ema-steps", type=click.IntRange(min=0), default=R.ema_steps, show_default=True,
+              help=f"Evaluate and save a moving average of the weights over about this many steps, in runs of "
+                   f"at least {R.ema_min_steps:,} steps (0: the trained weights).")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=R.optimizer, show_default=True,
               help="AdamW, or SGD with momentum 0.9.")
 @click.option("--arch", default=R.arch, show_default=True,
@@ -29,7 +32,8 @@ R, P = TrainRecipe, TrainPlace  # the defaults shown below are these dataclasses
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default=R.precision, show_default=True,
               help="bf16 autocast in training where the hardware has native bf16 (auto), or not.")
 @click.option("--augment/--no-augment", default=R.augment, show_default=True,
-              help="Random rotation, scale and shift of each training image.")
+              help="The dataset's random augmentation of each training image (MNIST: rotation, scale, shift; "
+                   "Fashion-MNIST: none).")
 @click.option("--out", type=click.Path(file_okay=False), default=P.out, show_default=True,
               help="Where model.pth, metrics.json and the plots go.")
 @click.option("--resume", is_flag=True, help="Continue the run whose checkpoint is in --out.")

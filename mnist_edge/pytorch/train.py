@@ -8,6 +8,7 @@ resumed with --resume ends with the same weights as an uninterrupted one.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from mnist_edge.core import data
 from mnist_edge.core.archs import ARCH_SPECS
 from mnist_edge.core.errors import MnistEdgeError
 from mnist_edge.core.fileio import MB, ensure_writable, write_json
-from mnist_edge.core.metadata import DATASETS, ModelMetadata, runtime_versions
+from mnist_edge.core.metadata import DATASETS, DIGITS_AUGMENTATION, Augmentation, ModelMetadata, runtime_versions
 from mnist_edge.core.progress import Reporter, Silent
 from mnist_edge.core.scores import Scores
 from mnist_edge.core.settings import TrainRecipe, TrainSettings
@@ -66,15 +67,19 @@ def pick_device(requested: str) -> str:
     return requested
 
 
-def random_affine(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-    """Per-image random rotation/scale/shift of a float batch (N, 1, 28, 28), using generator g."""
+def random_affine(x: torch.Tensor, g: torch.Generator, aug: Augmentation = DIGITS_AUGMENTATION) -> torch.Tensor:
+    """Per-image random rotation/scale/shift (and mirror, if aug.hflip) of a float batch (N, 1, 28, 28),
+    using generator g."""
     n = x.shape[0]
-    angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(10)
-    scale = 1 + (torch.rand(n, generator=g) * 2 - 1) * 0.1
-    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * 0.12  # in [-1, 1] grid units: +-1.7 px
+    angle = (torch.rand(n, generator=g) * 2 - 1) * math.radians(aug.rotation_deg)
+    scale = 1 + (torch.rand(n, generator=g) * 2 - 1) * aug.scale
+    shift = (torch.rand(n, 2, generator=g) * 2 - 1) * aug.shift  # in [-1, 1] grid units
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
                          torch.stack([sin, cos, shift[:, 1]], 1)], 1)  # (N, 2, 3)
+    if aug.hflip:  # drawn after the affine numbers, so profiles without it keep their streams
+        mirror = torch.rand(n, generator=g) < aug.hflip
+        theta[:, :, 0] *= torch.where(mirror, -1.0, 1.0)[:, None]  # x_in = -x_out: a left-right mirror
     grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
 
@@ -109,13 +114,15 @@ def epoch_batches(images: torch.Tensor, labels: torch.Tensor, recipe: TrainRecip
                   mean: float, std: float, device: str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of (x, y) batches from in-memory uint8 images (N, 1, 28, 28): shuffled, augmented and
     normalised a whole batch at a time (no per-image transforms), from a generator seeded by (seed, epoch)."""
+    aug = DATASETS[recipe.dataset].augmentation
+    augment = recipe.augment and not aug.is_identity
     g = torch.Generator().manual_seed(recipe.seed * 1_000_003 + epoch)
     perm = torch.randperm(len(labels), generator=g)
     for i in range(0, len(labels), batch_size):
         idx = perm[i:i + batch_size]
         x = images[idx].float().div_(255.0)
-        if recipe.augment:
-            x = random_affine(x, g)
+        if augment:
+            x = random_affine(x, g, aug)
         yield to_input(x, mean, std, device), labels[idx].to(device)
 
 
@@ -157,6 +164,35 @@ def recalibrate_bn(model: torch.nn.Module, sample: torch.Tensor, mean: float, st
     for bn, momentum in zip(bns, momenta, strict=True):
         bn.momentum = momentum
     model.train(was_training)
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights and BatchNorm buffers, updated after each step
+    (timm's ModelEmaV2): the averaged model is the one evaluated, saved and exported."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        pairs = list(zip(self.model.state_dict().values(), model.state_dict().values(), strict=True))
+        # state_dict() tensors share storage with the modules', so these lists follow every in-place update
+        self._avg = [a for a, _ in pairs if a.is_floating_point()]
+        self._src = [b for a, b in pairs if a.is_floating_point()]
+        self._counts = [(a, b) for a, b in pairs if not a.is_floating_point()]  # BatchNorm's batch counters
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self._avg, self._src, 1 - self.decay)  # avg += (1 - decay) * (model - avg)
+        for a, b in self._counts:
+            a.copy_(b)
+
+
+def ema_decay(recipe: TrainRecipe, plan: StepPlan) -> float | None:
+    """The weight average's decay for this run, or None for none: see TrainRecipe.ema_steps."""
+    if not recipe.ema_steps or plan.total_steps < recipe.ema_min_steps:
+        return None
+    return 1 - 1 / recipe.ema_steps
 
 
 def use_bf16(precision: str, device: str) -> bool:
@@ -213,7 +249,7 @@ def _room_needed(recipe: TrainRecipe, out: Path) -> int:
     ckpt = out / CHECKPOINT_NAME
     if ckpt.is_file():
         return 2 * ckpt.stat().st_size + 4 * MB
-    return 2 * 4 * 4 * ARCH_SPECS[recipe.arch].params + 4 * MB  # weights, 2 Adam moments, a copy
+    return 2 * 4 * 5 * ARCH_SPECS[recipe.arch].params + 4 * MB  # weights, their average, 2 Adam moments, a copy
 
 
 def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = None,
@@ -244,18 +280,21 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
     model = build(recipe.arch, meta.arch_args, num_classes=len(meta.class_names)).to(
         device, memory_format=torch.channels_last)  # see epoch_batches
     opt, sched = make_optimizer(recipe, model, plan)
+    decay = ema_decay(recipe, plan)
+    ema = WeightAverage(model, decay) if decay else None
+    final = ema.model if ema else model  # what is evaluated, saved as "state_dict" and exported
 
     history: list[dict] = []
     start_epoch = 0
     if place.resume:
-        start_epoch, history = _restore(recipe, ckpt_path, model, opt, sched, say)
+        start_epoch, history = _restore(recipe, ckpt_path, model, ema, opt, sched, say)
         if start_epoch >= recipe.epochs:
             say.log(f"{ckpt_path}: already trained {start_epoch} of {recipe.epochs} epochs; nothing to do")
     bf16 = use_bf16(recipe.precision, device)
     say.log(f"{recipe.arch}: {count_params(model):,} parameters, {count_macs(model) / 1e6:.2f} M MACs/image; "
             f"{n:,} training images, {len(test_split):,} test images, device {device}, "
             f"{'bf16 autocast' if bf16 else 'fp32'}; {plan.total_steps:,} steps of batch {plan.batch_size}, "
-            f"peak lr {plan.lr:.3g}")
+            f"peak lr {plan.lr:.3g}{f', weight average decay {decay:.4g}' if decay else ''}")
 
     t_start = time.perf_counter()
     epoch = start_epoch
@@ -270,16 +309,18 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
             with say.steps(batches, f"epoch {epoch + 1}/{recipe.epochs}", length=plan.steps_per_epoch) as bar:
                 for x, y in bar:
                     loss, right = train_step(model, opt, sched, x, y, recipe.label_smoothing, bf16)
+                    if ema:
+                        ema.update()
                     loss_sum += loss * len(y)
                     correct += right
             if recipe.bn_recalibration and plan.total_steps <= recipe.bn_recalibration_max_steps:
-                recalibrate_bn(model, bn_sample, meta.mean, meta.std, device)
-            ev = evaluate(model, test_split, meta, device)
+                recalibrate_bn(final, bn_sample, meta.mean, meta.std, device)
+            ev = evaluate(final, test_split, meta, device)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n,
                    "test_loss": ev.loss, "test_acc": ev.accuracy, "seconds": round(time.perf_counter() - t0, 2)}
             history.append(row)
             meta.test_acc, meta.test_loss, meta.epochs = ev.accuracy, ev.loss, epoch + 1
-            _save(settings, ckpt_path, metrics_path, model, meta, opt, sched, history)
+            _save(settings, ckpt_path, metrics_path, model, ema, meta, opt, sched, history)
             say.log(f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f} "
                     f"acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f} "
                     f"acc {row['test_acc']:.4f}  {row['seconds']:.1f}s")
@@ -297,15 +338,15 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
     seconds = time.perf_counter() - t_start
     sample = data.Split(train_split.images[sample_idx.numpy()], train_split.labels[sample_idx.numpy()],
                         f"{len(sample_idx)} training images")
-    train_acc = evaluate(model, sample, meta, device).accuracy
+    train_acc = evaluate(final, sample, meta, device).accuracy
     warning = far_below_warning(train_acc, history[-1]["test_acc"])
     if warning:
         say.log(warning)
     if place.plots:
         from mnist_edge.pytorch.plots import write_all
 
-        ev = ev or evaluate(model, test_split, meta, device)  # a --resume with nothing left to train
-        write_all(out, history, model.cpu(), test_split, ev, meta)
+        ev = ev or evaluate(final, test_split, meta, device)  # a --resume with nothing left to train
+        write_all(out, history, final.cpu(), test_split, ev, meta)
     final = history[-1]
     return TrainResult(ckpt_path, history, final["test_acc"], final["test_loss"], seconds, train_acc, warning)
 
@@ -315,11 +356,17 @@ def _config(settings: TrainSettings) -> dict:
     return {**asdict(settings.recipe), **{k: v for k, v in asdict(settings.place).items() if k != "resume"}}
 
 
-def _save(settings: TrainSettings, ckpt_path, metrics_path, model, meta, opt, sched, history) -> None:
+def _weights(model: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def _save(settings: TrainSettings, ckpt_path, metrics_path, model, ema, meta, opt, sched, history) -> None:
     meta.seed = settings.recipe.seed
     meta.versions = runtime_versions()
     checkpoint.save(ckpt_path, {
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        # the weights to use (the average, where there is one); --resume also needs the trained ones
+        "state_dict": _weights(ema.model if ema else model),
+        **({"trained_state_dict": _weights(model)} if ema else {}),
         "metadata": meta.to_dict(),
         "config": _config(settings),
         "history": history,
@@ -338,8 +385,9 @@ def _save(settings: TrainSettings, ckpt_path, metrics_path, model, meta, opt, sc
     })
 
 
-def _restore(recipe: TrainRecipe, ckpt_path: Path, model, opt, sched, say: Reporter) -> tuple[int, list[dict]]:
-    """Load weights, optimizer and schedule from a previous run of the same recipe."""
+def _restore(recipe: TrainRecipe, ckpt_path: Path, model, ema: WeightAverage | None, opt, sched,
+             say: Reporter) -> tuple[int, list[dict]]:
+    """Load weights (and their average), optimizer and schedule from a previous run of the same recipe."""
     ckpt = checkpoint.load(ckpt_path)
     saved = ckpt.get("config", {})
     now = asdict(recipe)  # every part of the recipe; the one-cycle schedule spans all epochs
@@ -348,7 +396,11 @@ def _restore(recipe: TrainRecipe, ckpt_path: Path, model, opt, sched, say: Repor
         what = ", ".join(f"{k} ({saved.get(k)!r} there, {now[k]!r} now)" for k in diffs)
         raise MnistEdgeError(f"{ckpt_path}: cannot resume, the run differs in {what}")
     try:
-        model.load_state_dict(ckpt["state_dict"])
+        if ema:
+            ema.model.load_state_dict(ckpt["state_dict"])
+            model.load_state_dict(ckpt["trained_state_dict"])
+        else:
+            model.load_state_dict(ckpt["state_dict"])
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
     except (KeyError, RuntimeError, ValueError) as e:
