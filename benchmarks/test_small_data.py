@@ -96,8 +96,7 @@ def _data_for(dataset: str, mnist_dir: str) -> str:
 
 
 # Rows where mnist-edge is known to lose to a seed loop, and why (reported as XFAIL, not hidden).
-KNOWN_GAPS = {("fashion-mnist", 6_000, 3): "the rotation/scale augmentation made for MNIST hurts Fashion-MNIST "
-                                          "(--no-augment: 83.27%); a per-dataset augmentation is not built yet"}
+KNOWN_GAPS: dict[tuple[str, int, int], str] = {}  # none now: Fashion-MNIST has its own augmentation
 
 
 @pytest.mark.parametrize("dataset, subset, epochs", ROWS, ids=[f"{d}-{n}x{e}" for d, n, e in ROWS])
