@@ -282,7 +282,7 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
     opt, sched = make_optimizer(recipe, model, plan)
     decay = ema_decay(recipe, plan)
     ema = WeightAverage(model, decay) if decay else None
-    final = ema.model if ema else model  # what is evaluated, saved as "state_dict" and exported
+    kept = ema.model if ema else model  # what is evaluated, saved as "state_dict" and exported
 
     history: list[dict] = []
     start_epoch = 0
@@ -314,8 +314,8 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
                     loss_sum += loss * len(y)
                     correct += right
             if recipe.bn_recalibration and plan.total_steps <= recipe.bn_recalibration_max_steps:
-                recalibrate_bn(final, bn_sample, meta.mean, meta.std, device)
-            ev = evaluate(final, test_split, meta, device)
+                recalibrate_bn(kept, bn_sample, meta.mean, meta.std, device)
+            ev = evaluate(kept, test_split, meta, device)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n,
                    "test_loss": ev.loss, "test_acc": ev.accuracy, "seconds": round(time.perf_counter() - t0, 2)}
             history.append(row)
@@ -338,15 +338,15 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
     seconds = time.perf_counter() - t_start
     sample = data.Split(train_split.images[sample_idx.numpy()], train_split.labels[sample_idx.numpy()],
                         f"{len(sample_idx)} training images")
-    train_acc = evaluate(final, sample, meta, device).accuracy
+    train_acc = evaluate(kept, sample, meta, device).accuracy
     warning = far_below_warning(train_acc, history[-1]["test_acc"])
     if warning:
         say.log(warning)
     if place.plots:
         from mnist_edge.pytorch.plots import write_all
 
-        ev = ev or evaluate(final, test_split, meta, device)  # a --resume with nothing left to train
-        write_all(out, history, final.cpu(), test_split, ev, meta)
+        ev = ev or evaluate(kept, test_split, meta, device)  # a --resume with nothing left to train
+        write_all(out, history, kept.cpu(), test_split, ev, meta)
     final = history[-1]
     return TrainResult(ckpt_path, history, final["test_acc"], final["test_loss"], seconds, train_acc, warning)
 

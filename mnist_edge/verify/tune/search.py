@@ -262,7 +262,7 @@ class _Search:
             out.append(cur)
         return out
 
-    def time(self, cands: list[Candidate], default: Candidate, batches: tuple[int, ...], min_time_s: float,
+    def time_in_rounds(self, cands: list[Candidate], default: Candidate, batches: tuple[int, ...], min_time_s: float,
              label: str) -> dict:
         """Time the candidates, the default recipe and fp32 ONNX in one interleaved run; fill their timing."""
         bcfg = BenchSettings(artifacts=self.art, data_dir=self.cfg.data_dir, rounds=self.cfg.rounds,
@@ -389,7 +389,7 @@ def tune(cfg: TuneSettings, progress: Reporter | None = None) -> TuneResult:
                 raise TuneError(f"no int8 model loses at most {cfg.max_drop:g} points, even with every layer in "
                                 f"fp32: {'; '.join(last.parity.failures)}")
             excluded = list(passing[0].recipe.exclude)
-        s.time(passing, default, (cfg.batch,), cfg.min_time_s, "the recipes that meet the budget")
+        s.time_in_rounds(passing, default, (cfg.batch,), cfg.min_time_s, "the recipes that meet the budget")
         derived = _derived_present(art, progress.log)
         ranked = sorted(passing, key=lambda c: c.p50(cfg.batch))
         best = None
@@ -408,10 +408,10 @@ def tune(cfg: TuneSettings, progress: Reporter | None = None) -> TuneResult:
                     if (lv, t) != ("all", best.recipe.threads)]
         ok = [v for v in variants if v.passed]
         if ok:
-            s.time([best, *ok], default, (cfg.batch,), cfg.min_time_s, f"session options of {best.name}")
+            s.time_in_rounds([best, *ok], default, (cfg.batch,), cfg.min_time_s, f"session options of {best.name}")
         chosen = min([best, *ok], key=lambda c: c.p50(cfg.batch))
         final_batches = tuple(dict.fromkeys((cfg.batch, cfg.throughput_batch)))
-        final = s.time([chosen], default, final_batches, cfg.confirm_time_s, "the chosen recipe, confirmed")
+        final = s.time_in_rounds([chosen], default, final_batches, cfg.confirm_time_s, "the chosen recipe, confirmed")
         chosen.chosen = True
         final["chosen"] = chosen.name
         progress.log(f"tune: writing {chosen.name} ({chosen.recipe.describe()})")
