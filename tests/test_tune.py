@@ -93,7 +93,12 @@ def test_a_small_search_writes_a_candidate_within_its_budget_that_check_passes(t
     report = json.loads((art / "tune.json").read_text())
     assert [c["name"] for c in report["candidates"]] == [c.name for c in res.candidates]
     assert {"recipe", "accuracy", "top1_agreement", "timing", "size_bytes"} <= set(report["candidates"][0])
-    assert (art / "tune.md").read_text().count("| default |") == 1
+    # one table row per candidate, whichever won the timing; only the chosen one in bold
+    md = (art / "tune.md").read_text()
+    for c in res.candidates:
+        shown = f"| **{c.name}** |" if c.chosen else f"| {c.name} |"
+        assert md.count(shown) == 1, (c.name, md)
+    assert md.count("| **") == 1
     assert (art / "tune.png").stat().st_size > 1000 and (art / "tune_layers.png").stat().st_size > 1000
     # the per-layer report lists every Conv/Gemm of the model, each quantized, with a finite SQNR
     assert sorted(r["op"] for r in report["layers"]) == ["Conv", "Conv", "Conv", "Gemm"]
