@@ -123,7 +123,7 @@ def test_far_below_means_15_points_of_the_same_weights():
 def test_the_weight_average_follows_weights_and_batchnorm_buffers_at_its_decay():
     torch.manual_seed(0)
     model = build("edgenet").train()
-    avg = WeightAverage(model, decay=0.75)
+    avg = WeightAverage(model, decay=0.75, updates=1_000)  # past its warm-up
     start = {k: v.clone() for k, v in model.state_dict().items()}
     model(torch.randn(8, 1, 28, 28))  # BatchNorm's running buffers and batch counters move
     with torch.no_grad():
@@ -137,6 +137,24 @@ def test_the_weight_average_follows_weights_and_batchnorm_buffers_at_its_decay()
         else:
             assert torch.equal(v, now[k]), k
     assert not any(p.requires_grad for p in avg.model.parameters())
+
+
+def test_the_weight_average_warms_up_from_the_first_steps_weights():
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(-50.0)  # the weights it starts from: gone from the average at once
+    avg = WeightAverage(model, decay=0.99)
+    seen = []
+    for t in range(2_000):
+        with torch.no_grad():
+            model.weight.fill_(float(t))
+        avg.update()
+        seen.append(float(avg.model.weight))
+    # update 0 takes 0.9 of the weights, update 1 9/11; later ones average about the last tenth of the steps
+    assert seen[0] == pytest.approx(-5.0, abs=1e-5) and seen[1] == pytest.approx(9 / 11 - 5 * 2 / 11, abs=1e-5)
+    assert 80 < seen[99] < 95 and avg.updates == 2_000
+    # from step ~900 on the decay is 0.99: a window of 100 steps, which trails a ramp by ~99 steps
+    assert seen[-1] == pytest.approx(1_999 - 99, abs=1)
 
 
 @pytest.mark.parametrize("total, expected", [(4_700, 1 - 1 / 4), (188, None)])

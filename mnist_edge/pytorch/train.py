@@ -168,10 +168,17 @@ def recalibrate_bn(model: torch.nn.Module, sample: torch.Tensor, mean: float, st
 
 class WeightAverage:
     """An exponential moving average of a model's weights and BatchNorm buffers, updated after each step
-    (timm's ModelEmaV2): the averaged model is the one evaluated, saved and exported."""
+    (timm's ModelEmaV2): the averaged model is the one evaluated, saved and exported.
 
-    def __init__(self, model: torch.nn.Module, decay: float):
+    Warmed up as TensorFlow's ExponentialMovingAverage is (num_updates): update t uses the decay
+    min(decay, (1 + t) / (10 + t)), an average over about the last tenth of the steps so far, so the
+    early epochs' curves show the weights, not the random ones they started from (the default run's
+    epoch 1 scored 23% without it).
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float, updates: int = 0):
         self.decay = decay
+        self.updates = updates  # steps averaged so far: a resumed run sets it from its epochs done
         self.model = copy.deepcopy(model).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
@@ -183,7 +190,9 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self) -> None:
-        torch._foreach_lerp_(self._avg, self._src, 1 - self.decay)  # avg += (1 - decay) * (model - avg)
+        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        torch._foreach_lerp_(self._avg, self._src, 1 - decay)  # avg += (1 - decay) * (model - avg)
+        self.updates += 1
         for a, b in self._counts:
             a.copy_(b)
 
@@ -288,6 +297,8 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
     start_epoch = 0
     if place.resume:
         start_epoch, history = _restore(recipe, ckpt_path, model, ema, opt, sched, say)
+        if ema:
+            ema.updates = start_epoch * plan.steps_per_epoch
         if start_epoch >= recipe.epochs:
             say.log(f"{ckpt_path}: already trained {start_epoch} of {recipe.epochs} epochs; nothing to do")
     bf16 = use_bf16(recipe.precision, device)
