@@ -142,7 +142,7 @@ def test_the_weight_average_follows_weights_and_batchnorm_buffers_at_its_decay()
 def test_the_weight_average_warms_up_from_the_first_steps_weights():
     model = torch.nn.Linear(1, 1, bias=False)
     with torch.no_grad():
-        model.weight.fill_(-50.0)  # the weights it starts from: gone from the average at once
+        model.weight.fill_(-50.0)  # the weights it starts from: a tenth of them left after one update
     avg = WeightAverage(model, decay=0.99)
     seen = []
     for t in range(2_000):
@@ -150,7 +150,7 @@ def test_the_weight_average_warms_up_from_the_first_steps_weights():
             model.weight.fill_(float(t))
         avg.update()
         seen.append(float(avg.model.weight))
-    # update 0 takes 0.9 of the weights, update 1 9/11; later ones average about the last tenth of the steps
+    # update 0 takes 9/10 of the weights, update 1 9/11; later ones average about the last tenth of the steps
     assert seen[0] == pytest.approx(-5.0, abs=1e-5) and seen[1] == pytest.approx(9 / 11 - 5 * 2 / 11, abs=1e-5)
     assert 80 < seen[99] < 95 and avg.updates == 2_000
     # from step ~900 on the decay is 0.99: a window of 100 steps, which trails a ramp by ~99 steps

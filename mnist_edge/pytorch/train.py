@@ -173,7 +173,7 @@ class WeightAverage:
     Warmed up as TensorFlow's ExponentialMovingAverage is (num_updates): update t uses the decay
     min(decay, (1 + t) / (10 + t)), an average over about the last tenth of the steps so far, so the
     early epochs' curves show the weights, not the random ones they started from (the default run's
-    epoch 1 scored 23% without it).
+    epoch 1, seeds 0 and 1: 97.5% and 97.7% with it, 21.6% and 18.9% without).
     """
 
     def __init__(self, model: torch.nn.Module, decay: float, updates: int = 0):
