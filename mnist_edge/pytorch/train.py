@@ -331,7 +331,7 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
                    "test_loss": ev.loss, "test_acc": ev.accuracy, "seconds": round(time.perf_counter() - t0, 2)}
             history.append(row)
             meta.test_acc, meta.test_loss, meta.epochs = ev.accuracy, ev.loss, epoch + 1
-            _save(settings, ckpt_path, metrics_path, model, ema, meta, opt, sched, history)
+            _save(settings, ckpt_path, metrics_path, model, kept, meta, opt, sched, history)
             say.log(f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f} "
                     f"acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f} "
                     f"acc {row['test_acc']:.4f}  {row['seconds']:.1f}s")
@@ -371,13 +371,13 @@ def _weights(model: torch.nn.Module) -> dict:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
-def _save(settings: TrainSettings, ckpt_path, metrics_path, model, ema, meta, opt, sched, history) -> None:
+def _save(settings: TrainSettings, ckpt_path, metrics_path, model, kept, meta, opt, sched, history) -> None:
     meta.seed = settings.recipe.seed
     meta.versions = runtime_versions()
     checkpoint.save(ckpt_path, {
         # the weights to use (the average, where there is one); --resume also needs the trained ones
-        "state_dict": _weights(ema.model if ema else model),
-        **({"trained_state_dict": _weights(model)} if ema else {}),
+        "state_dict": _weights(kept),
+        **({"trained_state_dict": _weights(model)} if kept is not model else {}),
         "metadata": meta.to_dict(),
         "config": _config(settings),
         "history": history,
