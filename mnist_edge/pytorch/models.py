@@ -16,7 +16,7 @@ from mnist_edge.core.errors import ModelFileError
 
 def _conv_bn(cin: int, cout: int, k: int) -> list[nn.Module]:
     # bias is redundant before BatchNorm; BN folds into the conv at export. In-place ReLU: the same values
-    # and weights, bit for bit, without a new tensor per layer (edgenet trains ~1.1x faster here, measured)
+    # and weights, bit for bit, without a new tensor per layer (an edgenet step 0.94x the time here, measured)
     return [nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
 
 
