@@ -182,7 +182,7 @@ def test_models_lists_the_architectures_without_torch():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     lines = res.stdout.splitlines()
     assert lines[0] == "0", res.stdout + res.stderr
-    assert any(ln.startswith("edgenet") and "94,698" in ln and "7.85M" in ln for ln in lines)
+    assert any(ln.startswith("edgenet") and "112,442" in ln and "6.75M" in ln for ln in lines)
 
 
 def test_info_calls_only_the_shipped_file_the_shipped_model(tmp_path, runner):

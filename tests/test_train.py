@@ -9,6 +9,7 @@ import torch
 
 from mnist_edge.cli import cli
 from mnist_edge.core.archs import ARCH_SPECS
+from mnist_edge.core.errors import ModelFileError
 from mnist_edge.core.settings import TrainSettings
 from mnist_edge.pytorch import checkpoint
 from mnist_edge.pytorch.models import build, count_macs, count_params
@@ -38,7 +39,16 @@ def test_every_arch_maps_a_batch_to_10_scores_with_its_documented_size(name):
 
 
 def test_the_default_model_is_pinned():
-    assert ARCH_SPECS["edgenet"].params == 94_698 and round(ARCH_SPECS["edgenet"].macs / 1e6, 2) == 7.85
+    assert ARCH_SPECS["edgenet"].params == 112_442 and round(ARCH_SPECS["edgenet"].macs / 1e6, 2) == 6.75
+
+
+def test_the_previous_rounds_edgenet_still_builds_from_its_checkpoint_arguments():
+    # checkpoints record their channels: the previous default's 3 layers (32, 64, 128) rebuild as they were
+    old = build("edgenet", {"channels": [32, 64, 128]})
+    assert count_params(old) == 94_698 and count_macs(old) == 7_853_824
+    assert [type(m).__name__ for m in old.features][-3:] == ["Conv2d", "BatchNorm2d", "ReLU"]
+    with pytest.raises(ModelFileError, match="at least 3"):
+        build("edgenet", {"channels": [8, 8]})
 
 
 def test_cli_train_writes_every_output(tmp_path, runner):

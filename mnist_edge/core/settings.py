@@ -18,7 +18,7 @@ DEFAULT_ARCH = "edgenet"
 
 @dataclass(frozen=True)
 class TrainRecipe:
-    """What defines a training run. Defaults reach >= 99.6% on MNIST in < 6 min on 2 CPU cores."""
+    """What defines a training run. Defaults: 99.69% on MNIST (mean of 3 seeds) in about 5 min on 2 CPU cores."""
 
     epochs: int = 20
     lr: float = 0.02  # peak learning rate of the one-cycle schedule (at batch_size; see min_steps)
@@ -33,12 +33,12 @@ class TrainRecipe:
     # (detectron2's PreciseBN). 6,000 images x 1 epoch: 43% without, 88% with (same steps).
     bn_recalibration: bool = True
     # ... in runs of at most this many steps. Longer runs end with weights that move slowly, whose momentum
-    # statistics already fit: the default run (4,700 steps) scored 99.63% recalibrated, 99.65% without.
+    # statistics already fit: the default run (4,700 steps, 3-layer edgenet) scored 99.63% recalibrated, 99.65% without.
     bn_recalibration_max_steps: int = 2000
     # An exponential moving average of the weights (and BatchNorm buffers) over about this many last steps
     # is the model evaluated, saved and exported: decay 1 - 1/ema_steps (less while it warms up over the
     # first steps, so early epochs show the weights being trained); 0: the trained weights. The default
-    # run, seed 0 (trained weights 99.65%), averaged at decay 0.99 / 0.995 / 0.998 / 0.999 / 0.9995:
+    # run (3-layer edgenet), seed 0 (trained weights 99.65%), averaged at decay 0.99 / 0.995 / 0.998 / 0.999 / 0.9995:
     # 99.65 / 99.65 / 99.67 / 99.66 / 99.66%; its BatchNorm statistics recomputed instead of averaged:
     # 99.61-99.64%. Cost: 0.06 ms a step (0.3 s a run).
     ema_steps: int = 500
