@@ -10,12 +10,14 @@ from pathlib import Path
 import pytest
 
 from mnist_edge.cli import cli
+from mnist_edge.core.archs import ARCH_SPECS
 from mnist_edge.core.settings import Int8Recipe, TuneSettings
 from mnist_edge.core.tolerances import Tolerances
 
 from .conftest import save_random_checkpoint, write_idx_dataset
 
 # A toy test set of 128 images: one flip is 0.78 points, so the toy's budget is wide; the timing is short.
+CONVS = len(ARCH_SPECS["edgenet"].args["channels"])  # the toy model is the default edgenet: one conv per entry
 TOY_BUDGET = {"max_drop": 5.0, "tolerances": Tolerances(int8_min_agreement=0.9, int8_max_accuracy_drop=0.05),
               "threads": 1, "rounds": 2,
               "min_time_s": 0.05, "confirm_time_s": 0.1, "throughput_batch": 8, "layer_images": 32}
@@ -101,7 +103,7 @@ def test_a_small_search_writes_a_candidate_within_its_budget_that_check_passes(t
     assert md.count("| **") == 1
     assert (art / "tune.png").stat().st_size > 1000 and (art / "tune_layers.png").stat().st_size > 1000
     # the per-layer report lists every Conv/Gemm of the model, each quantized, with a finite SQNR
-    assert sorted(r["op"] for r in report["layers"]) == ["Conv", "Conv", "Conv", "Gemm"]
+    assert sorted(r["op"] for r in report["layers"]) == ["Conv"] * CONVS + ["Gemm"]
     assert all(r["quantized"] and 0 < r["sqnr_db"] < 120 for r in report["layers"])
 
 
@@ -121,7 +123,7 @@ def test_the_fallback_puts_the_harmful_layer_back_to_fp32(toy, tmp_path, runner)
     rows = {r.node: r for r in layer_errors(art / "model.int8.onnx", art / "model.onnx",
                                             _images(art, data))}
     assert rows[res.excluded[0]].op == "Gemm" and not rows[res.excluded[0]].quantized
-    assert sum(r.quantized for r in rows.values()) == 3
+    assert sum(r.quantized for r in rows.values()) == CONVS  # every conv; only the head went back
     # `check --per-layer` ranks the layers of any int8 ONNX file: here the default recipe's, head first
     from mnist_edge.core.settings import ExportSettings
     from mnist_edge.pytorch.export import export_models
@@ -133,7 +135,7 @@ def test_the_fallback_puts_the_harmful_layer_back_to_fp32(toy, tmp_path, runner)
                               "--data-dir", str(data), "--per-layer", "--json"])
     assert out.exit_code == 1  # the harmed default int8 fails parity; the per-layer report says why
     layers = next(iter(json.loads(out.output)["per_layer"].values()))
-    assert len(layers) == 4 and layers[0]["node"] == res.excluded[0] and layers[0]["sqnr_db"] < 10
+    assert len(layers) == CONVS + 1 and layers[0]["node"] == res.excluded[0] and layers[0]["sqnr_db"] < 10
 
 
 def _images(art: Path, data: Path):
