@@ -31,15 +31,16 @@ class EdgeNet(nn.Module):
     the previous round's 3 (32, 64, 128) still load from their checkpoints' arguments.
     """
 
-    def __init__(self, channels: tuple[int, ...] = (16, 48, 80, 96), num_classes: int = 10):
+    def __init__(self, channels: tuple[int, ...] = tuple(ARCH_SPECS["edgenet"].args["channels"]),
+                 num_classes: int = 10):
         super().__init__()
         if len(channels) < 3:
             raise TypeError(f"channels needs at least 3 numbers, got {list(channels)}")
-        c1, c2, *rest = channels
+        c1, c2 = channels[:2]
         layers = [*_conv_bn(1, c1, 5), nn.MaxPool2d(2),   # (N, c1, 14, 14)
                   *_conv_bn(c1, c2, 3), nn.MaxPool2d(2)]  # (N, c2, 7, 7)
-        for cin, cout in zip((c2, *rest[:-1]), rest, strict=True):
-            layers += _conv_bn(cin, cout, 3)        # (N, cout, 7, 7)
+        for cin, cout in zip(channels[1:-1], channels[2:], strict=True):
+            layers += _conv_bn(cin, cout, 3)              # (N, cout, 7, 7)
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(channels[-1], num_classes)
 
