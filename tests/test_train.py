@@ -39,13 +39,15 @@ def test_every_arch_maps_a_batch_to_10_scores_with_its_documented_size(name):
 
 
 def test_the_default_model_is_pinned():
-    assert ARCH_SPECS["edgenet"].params == 112_442 and round(ARCH_SPECS["edgenet"].macs / 1e6, 2) == 6.75
+    assert ARCH_SPECS["edgenet"].params == 103_258 and round(ARCH_SPECS["edgenet"].macs / 1e6, 2) == 5.96
 
 
-def test_the_previous_rounds_edgenet_still_builds_from_its_checkpoint_arguments():
-    # checkpoints record their channels: the previous default's 3 layers (32, 64, 128) rebuild as they were
+def test_the_previous_edgenets_still_build_from_their_checkpoint_arguments():
+    # checkpoints record their channels: the previous defaults (3 and 4 layers) rebuild as they were
     old = build("edgenet", {"channels": [32, 64, 128]})
     assert count_params(old) == 94_698 and count_macs(old) == 7_853_824
+    four = build("edgenet", {"channels": [16, 48, 80, 96]})  # the previous stop's default
+    assert count_params(four) == 112_442 and count_macs(four) == 6_749_632
     assert [type(m).__name__ for m in old.features][-3:] == ["Conv2d", "BatchNorm2d", "ReLU"]
     with pytest.raises(ModelFileError, match="at least 3"):
         build("edgenet", {"channels": [8, 8]})

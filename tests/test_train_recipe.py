@@ -95,7 +95,7 @@ def _run(tmp_path, data, **options):
 
 
 def test_a_good_run_does_not_warn(tmp_path):
-    # 5 epochs: the 4-layer edgenet has not settled after 2 or 3 on 512 images (63% test, 74% train)
+    # 5 epochs: the default edgenet has not settled after 2 or 3 on 512 images (63% test, 74% train)
     res = _run(tmp_path, write_idx_dataset(tmp_path / "data", n_train=512, n_test=128), epochs=5)
     assert res.test_acc > 0.5 and abs(res.train_acc - res.test_acc) < 0.05  # chance is 0.1
     assert res.warning is None

@@ -21,8 +21,8 @@ class ArchSpec:
 
 
 ARCH_SPECS: dict[str, ArchSpec] = {a.name: a for a in (
-    ArchSpec("edgenet", "4 conv+BN blocks (5x5, 3x3, 3x3, 3x3) -> global avg pool -> FC 10", 112_442, 6_749_632,
-             {"channels": [16, 48, 80, 96]}),
+    ArchSpec("edgenet", "5 conv+BN blocks (5x5, then 3x3) -> global avg pool -> FC 10", 103_258, 5_959_360,
+             {"channels": [16, 32, 48, 64, 96]}),
     ArchSpec("conv3pool-fc3", "3 conv (ReLU, max-pool each) -> 3 FC", 422_026, 7_780_096),
     ArchSpec("conv2pool-fc2", "conv 10@5x5 -> conv 20@5x5 (ReLU, max-pool) -> FC 50 -> FC 10", 30_840, 799_500),
     ArchSpec("lenet-dropout", "conv 32 -> pool -> conv 64 -> pool -> FC 128 -> dropout -> FC 10", 421_642,

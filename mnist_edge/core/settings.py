@@ -18,7 +18,7 @@ DEFAULT_ARCH = "edgenet"
 
 @dataclass(frozen=True)
 class TrainRecipe:
-    """What defines a training run. Defaults: 99.69% on MNIST (mean of 3 seeds) in about 5 min on 2 CPU cores."""
+    """What defines a training run. Defaults: 99.707% on MNIST (mean of 3 seeds) in under 5 min on 2 CPU cores."""
 
     epochs: int = 20
     lr: float = 0.02  # peak learning rate of the one-cycle schedule (at batch_size; see min_steps)

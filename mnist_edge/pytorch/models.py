@@ -24,11 +24,12 @@ class EdgeNet(nn.Module):
     """mnist-edge's default: conv+BN blocks, 2 max-pools, global average pooling, 1 linear layer.
 
     channels: the first conv (5x5) at 28x28, the second (3x3) at 14x14, every further one (3x3) at 7x7.
-    Cheap where edge inference pays (the only full-resolution layer maps 1 channel to 16; two of the four
-    layers run at 7x7) and small: 112 k parameters, 6.7 M MACs per image, 0.46 MB as float32 ONNX and
-    0.13 MB as int8. Global average pooling instead of a wide FC layer keeps the parameter count low and
-    lets int8 quantize almost every weight (the convolutions). The default's 4 layers are this round's;
-    the previous round's 3 (32, 64, 128) still load from their checkpoints' arguments.
+    Cheap where edge inference pays (the only full-resolution layer maps 1 channel to 16; three of the
+    five layers run at 7x7) and small: 103 k parameters, 6.0 M MACs per image, 424 KB as float32 ONNX
+    and 128 KB as int8. Global average pooling instead of a wide FC layer keeps the parameter count low
+    and lets int8 quantize almost every weight (the convolutions). The default's 5 layers are this
+    round's; the previous stop's 4 (16, 48, 80, 96) and round's 3 (32, 64, 128) still load from
+    their checkpoints' arguments.
     """
 
     def __init__(self, channels: tuple[int, ...] = tuple(ARCH_SPECS["edgenet"].args["channels"]),
