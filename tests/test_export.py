@@ -112,6 +112,20 @@ def test_metadata_round_trips_through_every_format(exported, name):
     assert (meta.quantization is not None) == FORMATS[load_runtime(art / name).format].int8
 
 
+def test_onnx_files_carry_no_exporter_notes(exported):
+    # torch.onnx annotates each node with its stack trace (this machine's paths) and FX text: not shipped
+    import onnx
+
+    import mnist_edge
+
+    art, _ = exported
+    here = str(Path(mnist_edge.__file__).resolve().parent.parent).encode()
+    for name in ("model.onnx", "model.int8.onnx"):
+        proto = onnx.load(str(art / name))
+        assert not any(node.metadata_props or node.doc_string for node in proto.graph.node), name
+        assert here not in (art / name).read_bytes(), name
+
+
 def test_int8_files_are_smaller(exported):
     art, _ = exported
     assert (art / "model.int8.onnx").stat().st_size <= 0.30 * (art / "model.onnx").stat().st_size

@@ -21,9 +21,15 @@ LAYER_OPS = ("Conv", "Gemm", "MatMul")  # the layers a recipe quantizes (or leav
 
 
 def save(proto, meta: ModelMetadata, tmp: Path) -> None:
-    """Stamp the metadata, check, and save as one self-contained file (no .onnx.data beside it)."""
+    """Stamp the metadata, drop the exporter's per-node notes, check, and save as one self-contained file
+    (no .onnx.data beside it)."""
     import onnx
 
+    # torch.onnx's notes on every node (its stack trace with this machine's paths, the FX node, the
+    # module path): debugging aids of the export, 1.1 KB a node, 13% of the default int8 file
+    for node in proto.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, meta.to_json()
