@@ -46,7 +46,7 @@ train: $(ART)/model.pth  ## train the default model (artifacts/model.pth, metric
 # What `export --format all --quantize` writes, from the format registry (mnist_edge/core/formats.py).
 EXPORTS = $(addprefix $(ART)/,$(shell $(BIN)/python -m mnist_edge.core.formats all))
 EXPORT_INPUTS := $(wildcard mnist_edge/pytorch/exporters/*.py mnist_edge/edge/runtimes/*.py) \
-	mnist_edge/pytorch/export.py mnist_edge/verify/parity.py mnist_edge/core/formats.py \
+	mnist_edge/verify/export.py mnist_edge/verify/parity.py mnist_edge/core/formats.py \
 	mnist_edge/edge/web.py $(wildcard mnist_edge/edge/static/*.*)
 
 # One export run writes every format; the stamp stands for all of them ($(EXPORTS)).

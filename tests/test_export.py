@@ -41,8 +41,8 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
     0.2 points) are held by the real-MNIST test below. fp32 parity is held to the default 1e-4 always.
     """
     from mnist_edge.core.settings import TrainSettings
-    from mnist_edge.pytorch.export import export_models
     from mnist_edge.pytorch.train import train
+    from mnist_edge.verify.export import export_models
 
     root = tmp_path_factory.mktemp("export")
     data = write_idx_dataset(root / "data", n_train=2000, n_test=1000)
@@ -232,8 +232,8 @@ def test_unknown_format_is_rejected(runner):
 
 def test_failed_verification_keeps_the_earlier_file(exported, tmp_path, monkeypatch):
     from mnist_edge.core.errors import ParityError
-    from mnist_edge.pytorch import export
-    from mnist_edge.pytorch.export import export_models
+    from mnist_edge.verify import export
+    from mnist_edge.verify.export import export_models
 
     art, data = exported
     out = tmp_path / "out"

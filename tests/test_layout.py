@@ -104,18 +104,23 @@ def _lint_imports(root: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_the_import_contracts_hold_and_catch_a_torch_import_in_the_edge_side(tmp_path):
+def test_the_import_contracts_hold_and_catch_a_torch_import_in_the_edge_side_and_an_upward_import(tmp_path):
     res = _lint_imports(ROOT)
     assert res.returncode == 0 and "broken" not in res.stdout.lower().replace("0 broken", ""), res.stdout
+    assert "Layers: cli > verify > pytorch > quant > edge > core KEPT" in res.stdout, res.stdout
     copy = tmp_path / "copy"
     shutil.copytree(ROOT / "mnist_edge", copy / "mnist_edge", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy)
     predict = copy / "mnist_edge" / "edge" / "predict.py"
     predict.write_text(predict.read_text() + "\nimport torch  # a deliberate mistake\n")
+    models = copy / "mnist_edge" / "pytorch" / "models.py"  # the torch side reaching up into verification
+    models.write_text(models.read_text() + "\nimport mnist_edge.verify.parity  # a deliberate mistake\n")
     res = _lint_imports(copy)
     assert res.returncode != 0
     assert "The edge side never imports torch, onnx, matplotlib or the torch side BROKEN" in res.stdout, res.stdout
     assert "mnist_edge.edge.predict -> torch" in res.stdout
+    assert "Layers: cli > verify > pytorch > quant > edge > core BROKEN" in res.stdout, res.stdout
+    assert "mnist_edge.pytorch.models -> mnist_edge.verify.parity" in res.stdout
 
 
 # --- packaging ------------------------------------------------------------------------------------

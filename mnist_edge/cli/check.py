@@ -23,7 +23,7 @@ def _per_layer(artifacts, meta, data_dir) -> dict:
     """{int8 file: its layers' SQNR rows, or one line on why not}: ONNX int8 files only."""
     from mnist_edge.core.formats import FORMATS, exported_present
     from mnist_edge.core.settings import ExportSettings
-    from mnist_edge.pytorch.export import calibration_images
+    from mnist_edge.verify.export import calibration_images
     from mnist_edge.verify.tune.layers import layer_errors
 
     out: dict = {}

@@ -26,18 +26,30 @@ if TYPE_CHECKING:
 
     from mnist_edge.core.metadata import ModelMetadata
 
-CHECKPOINT = "pytorch"  # the reference every exported format is held to
 ANY_BATCH = (1, 7, 256)  # what parity runs a format with a dynamic batch at (7: an odd size)
 
 
 class Runtime(Protocol):
-    """A loaded model of any format: float32 (N, 1, 28, 28), already normalised -> float32 logits (N, C)."""
+    """A loaded model of any format: float32 (N, *INPUT_SHAPE), already normalised -> float32 logits (N, C).
+
+    A runtime class may subclass it to inherit the defaults below.
+    """
 
     format: str
     path: Path
     metadata: ModelMetadata
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
+
+    def footprint(self) -> dict | None:
+        """A microcontroller target's flash and RAM bytes (bench reports them); None for the others."""
+        return None
+
+
+class Checkpoint(Runtime, Protocol):
+    """The checkpoint's runtime: what export traces (`model`) and every format is held to."""
+
+    model: object  # torch.nn.Module in eval mode, fp32
 
 
 @dataclass(frozen=True)
@@ -140,6 +152,7 @@ _ROWS = (
 )
 
 FORMATS: dict[str, Format] = {f.name: f for f in _ROWS}
+CHECKPOINT = next(f.name for f in _ROWS if f.exporter is None)  # the reference every exported format is held to
 
 
 def register(fmt: Format) -> Callable[[], None]:
@@ -243,6 +256,11 @@ def load_runtime(path: str | os.PathLike, threads: int | None = None) -> Runtime
     """Load any supported model file, chosen by its name; errors name the file and the problem."""
     path = Path(path)
     return format_of(path).load(path, threads)
+
+
+def load_checkpoint(path: str | os.PathLike, threads: int | None = None) -> Checkpoint:
+    """The checkpoint at `path` (what export starts from); errors name the file and the problem."""
+    return FORMATS[CHECKPOINT].load(Path(path), threads)
 
 
 def check_model_path(path: Path, fmt: Format) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_edge.core.errors import MissingExtraError, ModelFileError, first_line
+from mnist_edge.core.formats import Runtime
 from mnist_edge.core.metadata import METADATA_KEY, ModelMetadata
 from mnist_edge.edge.runtimes import tflite_model
 
@@ -49,7 +50,7 @@ def read_metadata(buf: bytes, source: str) -> ModelMetadata:
 
 
 @dataclass
-class LiteRTRuntime:
+class LiteRTRuntime(Runtime):
     """One LiteRT interpreter; run() is serialised by a lock (an interpreter is not thread-safe)."""
 
     format: str

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_edge.core.errors import MissingExtraError, ModelFileError, first_line
+from mnist_edge.core.formats import Runtime
 from mnist_edge.core.metadata import ModelMetadata
 from mnist_edge.edge.runtimes import litert as runtime_litert
 from mnist_edge.edge.runtimes import tflite_model
@@ -98,7 +99,7 @@ def read_model(path: Path) -> bytes:
 
 
 @dataclass
-class TFLMRuntime:
+class TFLMRuntime(Runtime):
     """A TFLM interpreter for a batch-1 full-integer int8 model; run() loops over the batch."""
 
     format: str

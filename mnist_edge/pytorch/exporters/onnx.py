@@ -14,8 +14,8 @@ from mnist_edge.core.formats import Format
 from mnist_edge.core.metadata import ModelMetadata
 from mnist_edge.core.quiet import quiet
 from mnist_edge.core.settings import DEFAULT_INT8_RECIPE, QUANTIZE_MODES
-from mnist_edge.pytorch.export import ExportJob, example_input
 from mnist_edge.pytorch.exporters import onnx_int8
+from mnist_edge.pytorch.exporters.job import ExportJob, example_input
 from mnist_edge.pytorch.exporters.onnx_int8 import save
 
 ONNX_OPSET = 18

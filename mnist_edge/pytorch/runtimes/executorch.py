@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_edge.core.errors import MissingExtraError, ModelFileError
+from mnist_edge.core.formats import Runtime
 from mnist_edge.core.metadata import ModelMetadata
 
 METADATA_METHOD = "mnist_edge_metadata"  # constant methods written by exporter_executorch
@@ -172,7 +173,7 @@ def _read_metadata(program, path: Path) -> ModelMetadata:
 
 
 @dataclass
-class ExecuTorchRuntime:
+class ExecuTorchRuntime(Runtime):
     """One loaded .pte: its `forward` method and the fixed input shape it was exported with."""
 
     format: str

@@ -26,7 +26,7 @@ import numpy as np
 
 from mnist_edge.core.errors import MnistEdgeError, first_line
 from mnist_edge.core.fileio import MB, ensure_writable, size_of
-from mnist_edge.core.formats import FORMATS, Format, load_runtime, present, resolve
+from mnist_edge.core.formats import CHECKPOINT, FORMATS, Format, load_checkpoint, present, resolve
 from mnist_edge.core.progress import Reporter, Silent
 from mnist_edge.core.settings import (
     DEFAULT_INT8_RECIPE,
@@ -171,13 +171,13 @@ class _Search:
     """The state of one tune run: the reference, the calibration images and the candidates made."""
 
     def __init__(self, cfg: TuneSettings, progress: Reporter, work: Path):
-        from mnist_edge.pytorch.export import calibration_images
+        from mnist_edge.verify.export import calibration_images
 
         self.cfg, self.progress, self.work = cfg, progress, work
         self.art = Path(cfg.artifacts)
         self.src = self.art / FP32.filename
         FP32.load(self.src)  # missing, corrupt or not ours: one line, before any work
-        self.ref_rt = load_runtime(self.art / FORMATS["pytorch"].filename)
+        self.ref_rt = load_checkpoint(self.art / FORMATS[CHECKPOINT].filename)
         self.meta = self.ref_rt.metadata
         drop = min(cfg.tolerances.int8_max_accuracy_drop, cfg.max_drop / 100)
         self.tol = replace(cfg.tolerances, int8_max_accuracy_drop=drop)
@@ -317,7 +317,7 @@ def _derived_present(art: Path, say: Callable[[str], None]) -> list[Format]:
 
 def _derived_problem(s: _Search, cand: Candidate, derived: list[Format]) -> str | None:
     """Why a format in the folder could not be made from this candidate (a dry run of its exporter), or None."""
-    from mnist_edge.pytorch.export import ExportJob
+    from mnist_edge.pytorch.exporters.job import ExportJob
 
     for f in derived:
         job = ExportJob(s.ref_rt.model, s.meta, s.export_settings(cand.recipe.calibration_images),
@@ -334,7 +334,8 @@ def _derived_problem(s: _Search, cand: Candidate, derived: list[Format]) -> str 
 
 def _write(s: _Search, chosen: Candidate, derived: list[Format]) -> tuple[Path, list[str]]:
     """The chosen recipe through export (verify, then rename), then the formats made from it, again."""
-    from mnist_edge.pytorch.export import ExportJob, export_one
+    from mnist_edge.pytorch.exporters.job import ExportJob
+    from mnist_edge.verify.export import export_one
 
     r = chosen.recipe
     job = ExportJob(s.ref_rt.model, s.meta, s.export_settings(r.calibration_images, r),
