@@ -177,12 +177,17 @@ class _Evil:
         return (os.system, ("touch /tmp/mnist-edge-pwned",))
 
 
-BAD_CHECKPOINTS = {
-    "missing": (None, "no such checkpoint"),
-    "corrupt": (b"\x00garbage" * 100, "corrupt or unreadable"),
-    "foreign": ("foreign", "not an mnist-edge checkpoint"),
-    "malicious": ("evil", "refused to load"),
-    "other arch": ("otherarch", "do not fit architecture 'lenet-dropout'"),
+BAD_CHECKPOINTS = {  # case: (file name, what it holds, what the one line says)
+    "missing": ("in.pth", None, "no such checkpoint"),
+    "empty": ("in.pth", b"", "empty file, not a checkpoint"),
+    "corrupt": ("in.pth", b"\x00garbage" * 100, "corrupt or unreadable"),
+    "garbage under another name": ("weights.bin", b"\x00garbage" * 100, "corrupt or unreadable"),
+    "an ONNX model": ("model.onnx", "onnx", "an exported model (onnx), not a checkpoint"),
+    "an ONNX model named .pth": ("in.pth", "onnx", "corrupt or unreadable"),
+    "a folder": ("run", "folder", "is a folder, not a checkpoint"),
+    "foreign": ("in.pth", "foreign", "not an mnist-edge checkpoint"),
+    "malicious": ("in.pth", "evil", "refused to load"),
+    "other arch": ("in.pth", "otherarch", "do not fit architecture 'lenet-dropout'"),
 }
 
 
@@ -192,10 +197,14 @@ def test_export_refuses_bad_checkpoints_and_keeps_earlier_files(exported, tmp_pa
     out = tmp_path / "out"
     shutil.copytree(art, out)
     before = _snapshot(out)
-    ckpt = tmp_path / "in.pth"
-    content, expected = BAD_CHECKPOINTS[case]
+    name, content, expected = BAD_CHECKPOINTS[case]
+    ckpt = tmp_path / name
     if isinstance(content, bytes):
         ckpt.write_bytes(content)
+    elif content == "onnx":
+        shutil.copy(art / FORMATS["onnx"].filename, ckpt)
+    elif content == "folder":
+        ckpt.mkdir()
     elif content == "foreign":
         torch.save({"weights": torch.zeros(3)}, ckpt)
     elif content == "evil":

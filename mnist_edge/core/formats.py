@@ -259,23 +259,35 @@ def load_runtime(path: str | os.PathLike, threads: int | None = None) -> Runtime
 
 
 def load_checkpoint(path: str | os.PathLike, threads: int | None = None) -> Checkpoint:
-    """The checkpoint at `path` (what export starts from); errors name the file and the problem."""
-    return FORMATS[CHECKPOINT].load(Path(path), threads)
+    """The checkpoint at `path` (what export starts from); anything else is one line naming the file.
+
+    A file named as another format (model.onnx) is refused by its name; any other name is read as a
+    checkpoint, whose loader says what is wrong with it (corrupt, foreign, refused).
+    """
+    path = Path(path)
+    try:
+        fmt = format_of(path)
+    except ModelFileError:
+        fmt = FORMATS[CHECKPOINT]
+    if fmt.name != CHECKPOINT and path.exists():
+        raise ModelFileError(f"{path}: an exported model ({fmt.name}), not a checkpoint "
+                             f"(export reads the {FORMATS[CHECKPOINT].filename} that `mnist-edge train` writes)")
+    return FORMATS[CHECKPOINT].load(path, threads)
 
 
 def check_model_path(path: Path, fmt: Format) -> None:
     """A missing, empty or wrong-kind path: one line naming it."""
+    what = "checkpoint" if fmt.exporter is None else "model file"
     if not path.exists():
-        what = "checkpoint" if fmt.exporter is None else "model file"
         raise ModelFileError(f"{path}: no such {what} ({fmt.missing_hint()})")
     if fmt.folder:
         if not path.is_dir():
             raise ModelFileError(f"{path}: not a folder ({fmt.name} models are folders)")
         return
     if path.is_dir():
-        raise ModelFileError(f"{path}: is a folder, not a model file")
+        raise ModelFileError(f"{path}: is a folder, not a {what}")
     if path.stat().st_size == 0:
-        raise ModelFileError(f"{path}: empty file, not a model")
+        raise ModelFileError(f"{path}: empty file, not a {what}")
 
 
 if __name__ == "__main__":  # `python -m mnist_edge.core.formats [FAMILY]`: what `export --quantize` writes
