@@ -18,10 +18,12 @@ all: check bench-training bench  ## install, train, export, check parity, benchm
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+# Every extra of pyproject.toml: mnist_edge/core/deps.py reads them from it.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[train,serve,executorch,litert,tflm,litert-export,dev]'
+	extras=$$($(BIN)/python -m mnist_edge.core.deps) && test -n "$$extras" \
+	  && $(BIN)/python -m pip install -q -e ".[$$extras]"
 	touch $@
 
 install: $(STAMP) web-vendor  ## create .venv and install mnist-edge with all extras

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,43 @@ def test_each_row_resolves_its_exporter_and_loader():
         if f.exporter:
             mod, _, attr = f.exporter.partition(":")
             assert Path(ROOT, *mod.split(".")).with_suffix(".py").is_file(), f.exporter
+
+
+def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml in a test needs Python 3.11+")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
+def test_extras_named_by_rows_pyproject_and_the_makefile_install_line_agree(tmp_path):
+    from mnist_edge.core import deps, quiet
+    from mnist_edge.core.metadata import package_versions
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed: the Makefile's install line cannot be run")
+    optional = _pyproject()["optional-dependencies"]
+    named = {x for f in FORMATS.values() for x in (f.export_extra, f.runtime_extra) if x}
+    assert named <= set(optional), f"rows name extras pyproject.toml lacks: {named - set(optional)}"
+    assert deps.extra_names() == list(optional)
+    dists = {x: {re.match(r"[\w.-]+", d).group(0).lower() for d in optional[x]} for x in named}
+    for extra in named:  # each resolves from pyproject.toml alone: no second table to update
+        assert isinstance(deps.installed(extra), bool)
+        assert set(deps.extra_modules(extra)) >= {d.replace("-", "_") for d in dists[extra]}
+    # every package of a row's extra is quieted and its version recorded
+    dists = set().union(*dists.values())
+    assert dists <= set(deps.model_distributions())
+    assert {d.replace("-", "_") for d in dists} <= set(quiet.libraries())
+    assert set(package_versions(installed=True)) <= set(deps.model_distributions())
+    # The install line, run by make with a stand-in python that records what pip would be asked for.
+    fake, log = tmp_path / "bin", tmp_path / "pip.log"
+    fake.mkdir()
+    (fake / "python").write_text(f'#!/bin/sh\nif [ "$1 $2" = "-m pip" ]; then echo "$*" >> {log}; exit 0; fi\n'
+                                 f'exec {sys.executable} "$@"\n')
+    (fake / "python").chmod(0o755)
+    res = subprocess.run(["make", "-B", f"{tmp_path}/.installed", f"BIN={fake}", f"VENV={tmp_path}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    install = [ln for ln in log.read_text().splitlines() if " -e " in ln]
+    assert install == [f"-m pip install -q -e .[{','.join(optional)}]"], log.read_text()
 
 
 @pytest.fixture

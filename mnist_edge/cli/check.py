@@ -8,7 +8,7 @@ import sys
 import click
 
 from mnist_edge.cli import options
-from mnist_edge.core.settings import TuneSettings
+from mnist_edge.core.settings import TUNE_FORMATS, TuneSettings
 
 PER_LAYER_IMAGES = TuneSettings.layer_images  # training images (export's seeded pick), as tune measures
 
@@ -31,10 +31,10 @@ def _per_layer(artifacts, meta, data_dir) -> dict:
     for fmt, path in exported_present(artifacts):
         if not fmt.int8:
             continue
-        if fmt.name != "onnx-int8":
-            out[str(path)] = f"per-layer error is measured for onnx-int8 only, not {fmt.name}"
+        if not fmt.tunable:
+            out[str(path)] = f"per-layer error is measured for {', '.join(TUNE_FORMATS)} only, not {fmt.name}"
             continue
-        fp32 = artifacts / FORMATS["onnx"].filename
+        fp32 = artifacts / FORMATS[fmt.source].filename
         if not fp32.is_file():
             out[str(path)] = f"{fp32}: not found (per-layer error compares against the fp32 ONNX model)"
             continue
@@ -61,13 +61,13 @@ def command(artifacts, checkpoint_path, per_layer, data_dir, as_json, atol, min_
 
     from mnist_edge.core.data import load_test_split
     from mnist_edge.core.errors import MnistEdgeError
-    from mnist_edge.core.formats import exported_present, load_runtime
+    from mnist_edge.core.formats import CHECKPOINT, FORMATS, exported_present, load_checkpoint
     from mnist_edge.verify.parity import check_folder, reference, table
 
     artifacts = Path(artifacts)
     if not exported_present(artifacts):
         raise MnistEdgeError(f"{artifacts}: no exported models to check (run `mnist-edge export`)")
-    ref_rt = load_runtime(checkpoint_path or artifacts / "model.pth")
+    ref_rt = load_checkpoint(checkpoint_path or artifacts / FORMATS[CHECKPOINT].filename)
     ref = reference(ref_rt, load_test_split(data_dir, ref_rt.metadata.dataset))
     tol = options.tolerances_of(atol, min_agreement_int8, max_acc_drop_int8, min_agreement_reference)
     report = check_folder(ref, artifacts, tol)

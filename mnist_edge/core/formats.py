@@ -71,6 +71,7 @@ class Format:
     reference_max_abs_diff: float | None = None  # ... within this max |Δlogit| (0: bit-exact)
     reference_min_agreement: float | None = None  # ... with at least this top-1 agreement
     prerequisite: str | None = None  # "module:function" -> None, or one line on what this machine lacks to export it
+    tunable: bool = False  # an ONNX Runtime int8 recipe: `tune` searches it, `check --per-layer` measures its layers
     note: str = ""  # one line for tables and `--help`
 
     @property
@@ -117,7 +118,7 @@ _ROWS = (
            "mnist_edge.pytorch.exporters.onnx:export_fp32", note="ONNX Runtime, opset 18, dynamic batch"),
     Format("onnx-int8", "model.int8.onnx", "onnx", "mnist_edge.edge.runtimes.onnx:load",
            "mnist_edge.pytorch.exporters.onnx:export_int8", precision="int8", source="onnx", calibrated=True,
-           note="ONNX Runtime static QDQ int8"),
+           tunable=True, note="ONNX Runtime static QDQ int8"),
     Format("executorch", "model.pte", "executorch", "mnist_edge.pytorch.runtimes.executorch:load",
            "mnist_edge.pytorch.exporters.executorch:export_fp32", export_extra="executorch",
            runtime_extra="executorch", runtime_needs_torch=True, batch_sizes=(1,),
@@ -153,6 +154,8 @@ _ROWS = (
 
 FORMATS: dict[str, Format] = {f.name: f for f in _ROWS}
 CHECKPOINT = next(f.name for f in _ROWS if f.exporter is None)  # the reference every exported format is held to
+# bench's speed-ups are against the first fp32 row of the base install (ONNX Runtime): present in every run
+SPEED_REFERENCE = next(f.name for f in _ROWS if f.exporter and not f.int8 and f.runtime_extra is None)
 
 
 def register(fmt: Format) -> Callable[[], None]:
@@ -244,6 +247,11 @@ def present(folder: str | os.PathLike, names: Iterable[str] | None = None) -> li
 def exported_present(folder: str | os.PathLike) -> list[tuple[Format, Path]]:
     """The exported models in a folder (everything but the checkpoint), in registry order."""
     return [(f, p) for f, p in present(folder) if f.exporter]
+
+
+def tunable() -> list[Format]:
+    """The int8 formats `tune` searches recipes for, in registry order."""
+    return [f for f in FORMATS.values() if f.tunable]
 
 
 def predict_order() -> list[Format]:

@@ -13,9 +13,17 @@ import warnings
 from collections.abc import Iterator
 
 SHOW_ENV = "MNIST_EDGE_SHOW_WARNINGS"
-# Modules whose warnings the CLI hides process-wide (their deprecations are ours to handle, not the user's).
-LIBRARIES = ("torch", "torchvision", "torchao", "onnx", "onnxscript", "onnx_ir", "onnxruntime", "copyreg",
-             "executorch", "litert_torch", "ai_edge_litert", "ai_edge_quantizer", "tflite_micro", "jax")
+ALSO_QUIET = ("copyreg",)  # torch's deprecations of pickled types are raised from the standard library's copyreg
+
+
+def libraries() -> tuple[str, ...]:
+    """Modules whose warnings the CLI hides process-wide (their deprecations are ours to handle, not the user's):
+    those of every package that makes or runs models (core.deps), with what their extras bring along."""
+    from mnist_edge.core import deps
+
+    mods = [m for d in deps.model_distributions() for m in deps.modules_of(d)]
+    mods += [m for extra in deps.INDIRECT.values() for m in extra]
+    return tuple(dict.fromkeys(mods + list(ALSO_QUIET)))
 
 
 def showing() -> bool:
@@ -43,9 +51,9 @@ def hide_cpp_logs() -> None:
 
 
 def quiet_libraries() -> None:
-    """Process-wide: ignore the warnings that LIBRARIES raise, unless showing()."""
+    """Process-wide: ignore the warnings that libraries() raise, unless showing()."""
     if showing():
         return
     hide_cpp_logs()
-    for mod in LIBRARIES:
+    for mod in libraries():
         warnings.filterwarnings("ignore", module=rf"{mod}(\..*)?")

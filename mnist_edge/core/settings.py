@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
+from mnist_edge.core.formats import tunable
 from mnist_edge.core.tolerances import Tolerances
 
 DEFAULT_ARTIFACTS = "artifacts"
@@ -183,7 +184,7 @@ class BenchSettings:
     worker_timeout_s: float = 600.0  # a worker that hangs longer is stopped and reported
 
 
-TUNE_FORMATS = ("onnx-int8",)  # the int8 formats `tune` searches recipes for
+TUNE_FORMATS = tuple(f.name for f in tunable())  # the int8 formats `tune` searches recipes for: the registry's
 
 
 @dataclass(frozen=True)

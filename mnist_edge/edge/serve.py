@@ -137,7 +137,7 @@ def page_files(rt) -> dict[str, Path | bytes]:
     vendored = web.vendoring_problem() is None
     if vendored:
         files.update({f"{web.ORT_DIR}/{name}": path for name, path in web.ort_files().items()})
-    model = rt.path if rt.format in web.BROWSER_FORMATS else None
+    model = rt.path if rt.format in web.browser_formats() else None
     if model is not None:
         files[model.name] = model
     cfg = web.config("server", rt.metadata, model, rt.format, web.ort_urls() if vendored else None, None)

@@ -43,8 +43,9 @@ from mnist_edge.verify.bench.stats import ratio_interval
 from mnist_edge.verify.parity import FormatResult, compare, reference
 from mnist_edge.verify.tune.layers import LayerError, layer_errors
 
-INT8, FP32 = FORMATS["onnx-int8"], FORMATS["onnx"]
-DEFAULT, FP32_REF = "default", "onnx"  # the reference points of every timing run (bench's speed reference)
+INT8 = FORMATS[TUNE_FORMATS[0]]  # the registry's tunable int8 row (ONNX Runtime quantization) ...
+FP32 = FORMATS[INT8.source]  # ... and the verified fp32 file its recipes are applied to
+DEFAULT, FP32_REF = "default", FP32.name  # the reference points of every timing run (bench's speed reference)
 MAKE_SHARE = 0.6  # of the budget, for making candidates; the timing runs and the write take the rest
 
 
@@ -198,7 +199,7 @@ class _Search:
         self.made: list[Candidate] = []
 
     def export_settings(self, n: int, recipe: Int8Recipe | None = None) -> ExportSettings:
-        return ExportSettings(checkpoint=self.art / FORMATS["pytorch"].filename, out=self.art, format="onnx",
+        return ExportSettings(checkpoint=self.art / FORMATS[CHECKPOINT].filename, out=self.art, format=INT8.family,
                               quantize=True, calibration_samples=n, data_dir=self.cfg.data_dir,
                               tolerances=self.tol, int8_recipe=recipe)
 
