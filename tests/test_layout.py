@@ -219,6 +219,13 @@ def test_a_write_removes_the_temporaries_a_killed_run_left_but_not_a_running_one
     assert not stale.exists() and live.exists() and other.exists()
 
 
+@pytest.mark.parametrize("module", ["mnist_edge", "mnist_edge.cli"])
+def test_python_dash_m_runs_the_command(module):
+    res = subprocess.run([sys.executable, "-m", module, "--version"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "mnist-edge, version 0.1.0", res.stdout + res.stderr
+
+
 def test_models_lists_the_architectures_without_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
             "from click.testing import CliRunner\nfrom mnist_edge.cli import cli\n"

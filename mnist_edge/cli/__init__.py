@@ -8,7 +8,6 @@ commands (predict with ONNX or LiteRT, info, serve) start fast.
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
@@ -66,7 +65,3 @@ def cli() -> None:
 
 def main() -> None:
     cli(prog_name="mnist-edge")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from mnist_edge.core.metadata import ModelMetadata
 
 ANY_BATCH = (1, 7, 256)  # what parity runs a format with a dynamic batch at (7: an odd size)
+MAX_BATCH = 65536  # the batch axis of a dynamic-batch export goes up to here (what bench and tune accept)
 
 
 class Runtime(Protocol):

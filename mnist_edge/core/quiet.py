@@ -1,5 +1,6 @@
-"""One switch for the libraries' warnings: hidden from users, shown in CI (MNIST_EDGE_SHOW_WARNINGS=1).
+"""Silencing libraries, written once: their warnings, what they print, their C++ logs.
 
+One switch for the warnings and prints: hidden from users, shown in CI (MNIST_EDGE_SHOW_WARNINGS=1).
 torch.jit, torch.ao.quantization and the exporters warn about deprecations a user of this tool cannot
 act on; CI sets the variable so that the developers see them before they turn into errors.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 
@@ -32,15 +34,47 @@ def showing() -> bool:
 
 
 @contextlib.contextmanager
-def quiet(stdout: bool = False) -> Iterator[None]:
-    """Hide warnings raised inside the block (and, with stdout=True, what libraries print), unless showing()."""
+def quiet(stdout: bool = False, stderr: bool = False, native: bool = False,
+          loggers: tuple[str, ...] = ()) -> Iterator[None]:
+    """Hide, unless showing(), the warnings raised inside the block and, on request, what libraries print:
+    on Python's stdout or stderr, on file descriptor 2 from C++ (native), or through `loggers` below ERROR."""
     if showing():
         yield
         return
-    with warnings.catch_warnings(), \
-            (contextlib.redirect_stdout(io.StringIO()) if stdout else contextlib.nullcontext()):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore")
+        if stdout:
+            stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        if stderr:
+            stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+        if native:
+            stack.enter_context(native_output_dropped())
+        for name in loggers:
+            import logging
+
+            log = logging.getLogger(name)
+            stack.callback(log.setLevel, log.level)
+            log.setLevel(logging.ERROR)
         yield
+
+
+@contextlib.contextmanager
+def native_output_dropped() -> Iterator[None]:
+    """Drop what C++ code prints on fd 2 meanwhile (converter and TFLM logging; Python's stderr too), always:
+    a runtime's retries (TFLM's arena search) print lines that say nothing about the result."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def hide_cpp_logs() -> None:

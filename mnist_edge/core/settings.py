@@ -7,7 +7,7 @@ different one), and the place, which says where and how the run happens and chan
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from mnist_edge.core.formats import tunable
@@ -92,7 +92,6 @@ class TrainSettings:
 
 CALIBRATIONS = ("minmax", "entropy", "percentile")  # ONNX Runtime's CalibrationMethod, by name
 QUANT_FORMS = ("qdq", "qoperator")  # Q/DQ pairs around float ops, or fused QLinearConv/QGemm ops
-ACTIVATION_TYPES = ("uint8", "int8")
 GRAPH_OPTIMIZATIONS = ("disabled", "basic", "extended", "all")  # ONNX Runtime's GraphOptimizationLevel
 
 
@@ -120,10 +119,6 @@ class Int8Recipe:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}
         return cls(**{**d, "exclude": tuple(d.get("exclude", ()))})
-
-    def structural(self) -> Int8Recipe:
-        """The same recipe without its session options and name: what decides the file's int8 weights."""
-        return replace(self, name="", graph_optimization="all", threads=None)
 
     def describe(self) -> str:
         """One line, as `info` shows it."""

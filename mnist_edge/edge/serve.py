@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from mnist_edge.core.deps import require
-from mnist_edge.core.errors import ImageError, MissingExtraError
+from mnist_edge.core.errors import ImageError
 from mnist_edge.core.settings import ServeSettings
 from mnist_edge.edge import web
 
@@ -172,11 +172,7 @@ def create_app(model_path: str | os.PathLike | None = None, max_body_bytes: int 
     from mnist_edge.edge.info import describe
     from mnist_edge.edge.predict import model_for
 
-    try:
-        import python_multipart  # noqa: F401  Starlette's request.form() parses uploads with it
-    except ImportError:
-        raise MissingExtraError("serve needs python-multipart for uploads (python_multipart is not installed): "
-                                "install mnist-edge[serve]") from None
+    require("python_multipart", "serve", "serve's uploads (Starlette's request.form())")
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be at least 1")
     rt = model_for(model_path)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from mnist_edge.core.archs import ARCH_SPECS
 from mnist_edge.core.errors import ModelFileError
+from mnist_edge.core.metadata import INPUT_SHAPE
 
 
 def _conv_bn(cin: int, cout: int, k: int) -> list[nn.Module]:
@@ -176,7 +177,7 @@ def count_macs(model: nn.Module) -> int:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 1, 28, 28))
+        model(torch.zeros(1, *INPUT_SHAPE))
     model.train(was_training)
     for h in handles:
         h.remove()

@@ -26,7 +26,7 @@ import numpy as np
 
 from mnist_edge.core.errors import MnistEdgeError, first_line
 from mnist_edge.core.fileio import MB, ensure_writable, size_of
-from mnist_edge.core.formats import CHECKPOINT, FORMATS, Format, load_checkpoint, present, resolve
+from mnist_edge.core.formats import CHECKPOINT, FORMATS, MAX_BATCH, Format, load_checkpoint, present, resolve
 from mnist_edge.core.progress import Reporter, Silent
 from mnist_edge.core.settings import (
     DEFAULT_INT8_RECIPE,
@@ -38,7 +38,7 @@ from mnist_edge.core.settings import (
 )
 from mnist_edge.pytorch.exporters import onnx_int8
 from mnist_edge.verify.bench.report import BenchRow
-from mnist_edge.verify.bench.run import MAX_BATCH, Worker, build_rows, default_threads, measure
+from mnist_edge.verify.bench.run import Worker, build_rows, default_threads, measure
 from mnist_edge.verify.bench.stats import ratio_interval
 from mnist_edge.verify.parity import FormatResult, compare, reference
 from mnist_edge.verify.tune.layers import LayerError, layer_errors
