@@ -6,8 +6,11 @@ missing-extra hints, the batch sizes `check` and `bench` use. A row names its ex
 by dotted path ("module:function"); they are imported only when used, so this module needs nothing
 beyond the standard library, and a torch-free runtime never imports torch to be found.
 
-Adding a format: a row here, an exporter `export(job, fmt, tmp) -> ModelMetadata` and a loader
-`load(path, fmt, threads) -> Runtime` (see README, "How to add a format").
+Adding a format: a row here, an exporter `export(job, fmt, tmp) -> ModelMetadata` (job: an ExportJob of
+pytorch/exporters/job.py), a loader `load(path, fmt, threads) -> Runtime` (a class that subclasses
+Runtime inherits its defaults) and, if it needs packages, one extra in pyproject.toml that the row names
+(export_extra, runtime_extra). The install line, missing-extra hints, quieted warnings, recorded versions
+and CLI choices derive from these (core/deps.py reads pyproject.toml).
 """
 
 from __future__ import annotations
