@@ -67,6 +67,8 @@ def test_extras_named_by_rows_pyproject_and_the_makefile_install_line_agree(tmp_
     named = {x for f in FORMATS.values() for x in (f.export_extra, f.runtime_extra) if x}
     assert named <= set(optional), f"rows name extras pyproject.toml lacks: {named - set(optional)}"
     assert deps.extra_names() == list(optional)
+    for extra, reqs in optional.items():  # core.deps reads pyproject.toml by pattern: as tomllib reads it
+        assert deps.extras()[extra] == tuple(re.match(r"[\w.-]+", r).group(0).lower() for r in reqs), extra
     dists = {x: {re.match(r"[\w.-]+", d).group(0).lower() for d in optional[x]} for x in named}
     for extra in named:  # each resolves from pyproject.toml alone: no second table to update
         assert isinstance(deps.installed(extra), bool)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import importlib.metadata
 import importlib.util
 import re
 from pathlib import Path
@@ -39,19 +38,24 @@ def _name(requirement: str) -> str:
 
 
 def _toml_project(text: str) -> dict:
-    """[project]'s name, dependencies and optional-dependencies from pyproject.toml's text."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10: the few plain string lists this file holds, read by pattern
-        def lists(section: str) -> dict[str, list[str]]:
-            body = re.search(rf"^\[{re.escape(section)}\]\n(.*?)(?=^\[)", text + "\n[", re.S | re.M)
-            return {k: re.findall(r'"([^"]+)"', v) for k, v in
-                    re.findall(r"^([\w-]+)\s*=\s*\[(.*?)\]", body.group(1) if body else "", re.S | re.M)}
+    """[project]'s name, dependencies and optional-dependencies from pyproject.toml's text.
 
-        name = re.search(r'^name\s*=\s*"([^"]+)"', text, re.M)
-        return {"name": name and name.group(1), "dependencies": lists("project").get("dependencies", []),
-                "optional-dependencies": lists("project.optional-dependencies")}
-    return tomllib.loads(text).get("project", {})
+    Read by pattern rather than with tomllib (about 20 ms to import, paid by every command that quiets
+    warnings): these tables are plain arrays of strings; a test holds the result to tomllib's.
+    """
+    array = r'\[((?:[^\]"#]|"[^"]*"|#[^\n]*)*)\]'  # an array of strings; "]" may appear inside a string
+
+    def table(section: str) -> str:
+        body = re.search(rf"^\[{re.escape(section)}\][ \t]*\n(.*?)(?=^\[|\Z)", text, re.S | re.M)
+        return body.group(1) if body else ""
+
+    def arrays(body: str) -> dict[str, list[str]]:
+        found = re.findall(rf"^([\w-]+)\s*=\s*{array}", body, re.M)
+        return {key: re.findall(r'"([^"]*)"', re.sub(r"#[^\n]*", "", items)) for key, items in found}
+
+    name = re.search(r'^name\s*=\s*"([^"]+)"', table("project"), re.M)
+    return {"name": name and name.group(1), "dependencies": arrays(table("project")).get("dependencies", []),
+            "optional-dependencies": arrays(table("project.optional-dependencies"))}
 
 
 def _from_pyproject() -> dict[str, tuple[str, ...]] | None:
@@ -68,6 +72,8 @@ def _from_pyproject() -> dict[str, tuple[str, ...]] | None:
 
 
 def _from_metadata() -> dict[str, tuple[str, ...]]:
+    import importlib.metadata  # ~30 ms: only where pyproject.toml is not beside the package
+
     try:
         dist = importlib.metadata.distribution(PROJECT)
     except importlib.metadata.PackageNotFoundError:
