@@ -91,6 +91,27 @@ def test_extras_named_by_rows_pyproject_and_the_makefile_install_line_agree(tmp_
     assert install == [f"-m pip install -q -e .[{','.join(optional)}]"], log.read_text()
 
 
+def test_an_installed_package_reads_its_extras_from_its_metadata(tmp_path, monkeypatch):
+    """A wheel has no pyproject.toml: the extras come from the metadata pip wrote from it."""
+    from mnist_edge.core import deps
+
+    info = tmp_path / "mnist_edge-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mnist-edge\nVersion: 0.1.0\n"
+                                   "Requires-Dist: numpy>=1.24\nProvides-Extra: train\n"
+                                   'Requires-Dist: torch!=2.13.0,>=2.4; extra == "train"\nProvides-Extra: tflm\n'
+                                   'Requires-Dist: tflite-micro==0.dev1; extra == "tflm"\n'
+                                   'Requires-Dist: ai_edge_litert==2.3.0; extra == "tflm"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(deps, "PYPROJECT", tmp_path / "absent.toml")
+    deps.extras.cache_clear()
+    try:
+        assert deps.extras() == {"": ("numpy",), "train": ("torch",), "tflm": ("tflite-micro", "ai-edge-litert")}
+        assert deps.extra_of("tflite_micro") == "tflm" and deps.extra_of("ai_edge_litert") == "tflm"
+    finally:
+        deps.extras.cache_clear()
+
+
 @pytest.fixture
 def toy_registered():
     unregister = register(TOY)
