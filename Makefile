@@ -80,8 +80,9 @@ default-model: $(ART)/.exported  ## (maintainers) this run's verified ONNX model
 	$(BIN)/python tools/ship_default_model.py $(ART) mnist_edge/edge/assets
 
 # Debian tools some tests and bench rows use: Chromium (the page's browser tests), the Cortex-M cross
-# compiler (the C model's flash and RAM). Installed with apt where we can; elsewhere those skip, saying why.
-APT_TOOLS := chromium:chromium arm-none-eabi-gcc:gcc-arm-none-eabi
+# compiler (the C model's flash and RAM), QEMU user mode (ONNX Runtime's AVX2 kernels on any x86 machine).
+# Installed with apt where we can; elsewhere those skip, saying why.
+APT_TOOLS := chromium:chromium arm-none-eabi-gcc:gcc-arm-none-eabi qemu-x86_64-static:qemu-user-static
 toolchains:  ## install Chromium and the Cortex-M cross compiler with apt, where possible
 	@for pair in $(APT_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
 	  command -v $$cmd >/dev/null 2>&1 && continue; \

@@ -71,7 +71,12 @@ def test_every_format_passes_parity_within_tolerances(exported, runner):
     assert report["passed"] is True
     by_fmt = {r["format"]: r for r in report["results"]}
     assert set(by_fmt) == {f.name for f in formats_to_write("all", quantize=True)}
-    assert by_fmt["c-int8"]["against"] == {"format": "onnx-int8", "max_abs_diff": 0.0, "top1_agreement": 1.0}
+    # the int8 ONNX file, its C and its web app: the same bits as the file's exact integer reference
+    for name in ("onnx-int8", "c-int8", "web"):
+        if name in by_fmt:
+            exact = by_fmt[name]["exact"]
+            assert exact["bit_exact"] and exact["expected"] and exact["against"] == "integer reference of model.int8.onnx"
+    assert report["cpu"]["features"] is not None and report["cpu"]["kind"]
     for name in ("torchscript", "onnx"):
         assert by_fmt[name]["max_abs_diff"] <= 1e-4 and by_fmt[name]["top1_agreement"] == 1.0
     for name in ("torchscript-int8", "onnx-int8"):

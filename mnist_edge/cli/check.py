@@ -76,8 +76,11 @@ def command(artifacts, checkpoint_path, per_layer, data_dir, as_json, atol, min_
         click.echo(json.dumps({**report.to_json(), **({"per_layer": layers} if per_layer else {})}))
     else:
         sizes = sorted({b for r in report.results for b in r.batch_sizes})
+        from mnist_edge.core.cpu import describe
+
         click.echo(f"parity against {ref_rt.path} on {len(ref.labels):,} test images "
-                   f"(batches of {', '.join(map(str, sizes))}, as each format takes) and 4 edge inputs")
+                   f"(batches of {', '.join(map(str, sizes))}, as each format takes) and 4 edge inputs, "
+                   f"on {describe()}")
         click.echo(table(report.results, report.reference_accuracy))
         click.echo("all formats pass" if report.passed else "some formats FAIL")
         for name, rows in layers.items():

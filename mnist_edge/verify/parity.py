@@ -203,7 +203,9 @@ class CheckReport:
     results: list[FormatResult]
 
     def to_json(self) -> dict:
-        return {"passed": self.passed, "reference_accuracy": self.reference_accuracy,
+        from mnist_edge.core.cpu import cpu_info
+
+        return {"passed": self.passed, "reference_accuracy": self.reference_accuracy, "cpu": cpu_info(),
                 "results": [r.to_json() for r in self.results]}
 
 
