@@ -21,7 +21,7 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[train,serve,executorch,litert,tflm,litert-export,dev]'
+	$(BIN)/python -m pip install -q -e '.[train,serve,executorch,openvino,litert,tflm,litert-export,dev]'
 	touch $@
 
 install: $(STAMP) web-vendor  ## create .venv and install mnist-edge with all extras
