@@ -7,8 +7,9 @@ MaxPool, Reshape and Relu work on the uint8 values; ReduceMean dequantises and s
 order of Eigen's 4-float packet reduction, which is what ORT's ReduceMean runs. Any graph outside that
 set is refused with one line naming the op or attribute: the generator never emits approximate C.
 
-Over 300 lines because the C kernels and entry points are templates in this file; the graph reader is
-c_graph.py and the runtime that compiles and runs the result is edge/runtimes/c.py.
+The kernels are C files of their own (mnist_edge/edge/c/), copied into the generated .c so that the
+model stays one .c and one .h a firmware compiles; this file writes the model's tables and the calls.
+The graph reader is c_graph.py and the runtime that compiles and runs the result is edge/runtimes/c.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import onnx
 from mnist_edge.core.errors import ExportError, first_line
 from mnist_edge.core.formats import Format
 from mnist_edge.core.metadata import METADATA_KEY, ModelMetadata
-from mnist_edge.edge.runtimes.c import ABI_VERSION, C_FILE, C_MARKER, H_FILE
+from mnist_edge.edge.runtimes.c import ABI_VERSION, C_FILE, C_MARKER, H_FILE, KERNELS_H, kernel_source
 from mnist_edge.pytorch.exporters.c_graph import Program, QParams, Step, read_program
 
 README_FILE = "README.txt"
@@ -80,185 +81,9 @@ def _metadata_c(meta_json: str) -> str:
     return "const char mnist_edge_metadata_json[] = {\n    " + ",\n    ".join(rows) + "\n};\n"
 
 
-_PRELUDE = r"""
-#include "mnist_edge_model.h"
-
-#if defined(__FAST_MATH__)
-#error "mnist_edge_model.c must not be compiled with -ffast-math: it relies on exact IEEE float32 rounding"
-#endif
-/* A fused multiply-add rounds once where ONNX Runtime rounds twice: keep them apart. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize ("fp-contract=off")
-#endif
-
-/* Round half to even, as ORT does (cvtps2dq): adding 1.5 * 2^23 leaves no fraction bits, so the FPU's
-   default rounding (to nearest, ties to even) does the work. Exact for |v| < 2^22; callers clamp first. */
-static int32_t round_half_even(float v)
-{
-    float t = v + 12582912.0f;
-    t = t - 12582912.0f;
-    return (int32_t)t;
-}
-
-/* v (already divided by the output scale) -> uint8 with zero point zp: clamp, round, shift.
-   !(v >= lo) also sends NaN to lo, which is what MLAS's max() does. */
-static uint8_t to_u8(float v, int32_t zp)
-{
-    const float lo = (float)(0 - zp), hi = (float)(255 - zp);
-    if (!(v >= lo)) v = lo;
-    if (v > hi) v = hi;
-    return (uint8_t)(round_half_even(v) + zp);
-}
-"""
-
-_KERNELS = {
-    "conv": r"""
-/* The shape of one Conv and of the MaxPool fused after it (a 1x1 pool of stride 1 when there is none):
-   pooling each output pixel as it is made needs no buffer for the full-resolution Conv output. */
-typedef struct {
-    int32_t cin, h, w;                         /* input */
-    int32_t cout, kh, kw, sh, sw, pt, pl;      /* kernel, strides, top and left padding */
-    int32_t pkh, pkw, psh, psw, ph, pw;        /* pool window and strides, output height and width */
-} conv_geom;
-
-/* The receptive field of Conv output (oy, ox), zero point removed; padding is the zero point, so 0. */
-static void gather_patch(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, int32_t oy, int32_t ox,
-                         int16_t *restrict patch)
-{
-    int32_t ic, ky, kx, j = 0;
-    for (ic = 0; ic < g->cin; ++ic)
-        for (ky = 0; ky < g->kh; ++ky) {
-            const int32_t iy = oy * g->sh - g->pt + ky;
-            for (kx = 0; kx < g->kw; ++kx) {
-                const int32_t ix = ox * g->sw - g->pl + kx;
-                const int inside = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w;
-                patch[j++] = (int16_t)(inside ? (int32_t)x[(ic * g->h + iy) * g->w + ix] - xzp : 0);
-            }
-        }
-}
-
-/* Conv (dilation 1, group 1) + MaxPool (no padding, floor mode) on uint8 CHW -> uint8 CHW. Each output
-   channel is one int8 x int16 dot product over the patch (integer sums are exact in any order), then
-   ORT's requantisation; max-pooling the requantised values is what ORT's uint8 MaxPool does. */
-static void conv2d(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, const int8_t *restrict wt,
-                   const int32_t *restrict bias, const float *restrict mult, int32_t yzp,
-                   uint8_t *restrict y, int16_t *restrict patch)
-{
-    /* locals, not g->..., in the loops: stores to uint8_t may alias anything, g included */
-    const int32_t k = g->cin * g->kh * g->kw, cout = g->cout, ph = g->ph, pw = g->pw;
-    const int32_t pkh = g->pkh, pkw = g->pkw, psh = g->psh, psw = g->psw;
-    int32_t py, px, wy, wx, oc, i;
-    for (py = 0; py < ph; ++py)
-        for (px = 0; px < pw; ++px)
-            for (wy = 0; wy < pkh; ++wy)
-                for (wx = 0; wx < pkw; ++wx) {
-                    gather_patch(g, x, xzp, py * psh + wy, px * psw + wx, patch);
-                    for (oc = 0; oc < cout; ++oc) {
-                        const int8_t *restrict row = wt + oc * k;
-                        uint8_t *out = y + (oc * ph + py) * pw + px;
-                        int32_t acc = bias[oc];
-                        uint8_t v;
-                        for (i = 0; i < k; ++i) acc += (int32_t)row[i] * (int32_t)patch[i];
-                        v = to_u8((float)acc * mult[oc], yzp);
-                        if ((wy == 0 && wx == 0) || v > *out) *out = v;
-                    }
-                }
-}
-""",
-    "maxpool": r"""
-/* MaxPool (no padding, floor mode) straight on the uint8 values: max commutes with dequantisation. */
-static void maxpool2d(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw,
-                      int32_t sh, int32_t sw, int32_t oh, int32_t ow, uint8_t *y)
-{
-    int32_t ch, oy, ox, ky, kx;
-    for (ch = 0; ch < c; ++ch)
-        for (oy = 0; oy < oh; ++oy)
-            for (ox = 0; ox < ow; ++ox) {
-                uint8_t m = 0;
-                for (ky = 0; ky < kh; ++ky)
-                    for (kx = 0; kx < kw; ++kx) {
-                        const uint8_t v = x[(ch * h + oy * sh + ky) * w + ox * sw + kx];
-                        if (v > m) m = v;
-                    }
-                y[(ch * oh + oy) * ow + ox] = m;
-            }
-}
-""",
-    "mean": r"""
-/* Sum of v[0..n) in the order of Eigen's vectorised reduction with 4-float packets, which is what
-   ONNX Runtime's float ReduceMean runs (math::RowwiseSum). Float addition is not associative, so the
-   order matters: `mis` is how many floats the row starts past a 16-byte boundary in ORT's buffer. */
-static float eigen_sum4(const float *v, int32_t n, int32_t mis)
-{
-    int32_t start = (4 - mis) & 3, end1, end2, i, j;
-    float p0[4], p1[4], res;
-    if (start > n) start = n;
-    end1 = start + (n - start) / 4 * 4;
-    end2 = start + (n - start) / 8 * 8;
-    if (end1 == start) {  /* too short for one packet: plain left-to-right */
-        res = v[0];
-        for (i = 1; i < n; ++i) res += v[i];
-        return res;
-    }
-    for (j = 0; j < 4; ++j) p0[j] = v[start + j];
-    if (end1 - start > 4) {
-        for (j = 0; j < 4; ++j) p1[j] = v[start + 4 + j];
-        for (i = start + 8; i < end2; i += 8)
-            for (j = 0; j < 4; ++j) {
-                p0[j] += v[i + j];
-                p1[j] += v[i + 4 + j];
-            }
-        for (j = 0; j < 4; ++j) p0[j] += p1[j];
-        if (end1 > end2)
-            for (j = 0; j < 4; ++j) p0[j] += v[end2 + j];
-    }
-    res = (p0[0] + p0[2]) + (p0[1] + p0[3]);  /* Eigen's predux of a 4-float packet */
-    for (i = 0; i < start; ++i) res += v[i];
-    for (i = end1; i < n; ++i) res += v[i];
-    return res;
-}
-
-/* Global average pool as ORT runs it: DequantizeLinear, float ReduceMean, QuantizeLinear. */
-static void global_mean(const uint8_t *x, int32_t c, int32_t hw, int32_t xzp, float xs,
-                        float ys, int32_t yzp, uint8_t *y, float *tmp)
-{
-    int32_t ch, i;
-    for (ch = 0; ch < c; ++ch) {
-        float mean;
-        for (i = 0; i < hw; ++i) tmp[i] = (float)((int32_t)x[ch * hw + i] - xzp) * xs;
-        /* rows start at multiples of hw floats from ORT's 64-byte aligned buffer (for the first
-           image of a batch; later images too whenever c * hw is a multiple of 4) */
-        mean = eigen_sum4(tmp, hw, (int32_t)(((uint32_t)ch * (uint32_t)hw) & 3u)) / (float)hw;
-        y[ch] = to_u8(mean / ys, yzp);
-    }
-}
-""",
-    "gemm": r"""
-/* Gemm y = W a + b with W stored [out][in]; int32 accumulation, one float multiply to requantise. */
-static void gemm(const uint8_t *restrict a, int32_t k, int32_t azp, const int8_t *restrict wt,
-                 const int32_t *restrict bias, const float *restrict mult, int32_t n, int32_t yzp,
-                 uint8_t *restrict y)
-{
-    int32_t j, i;
-    for (j = 0; j < n; ++j) {
-        const int8_t *row = wt + j * k;
-        int32_t acc = bias[j];
-        for (i = 0; i < k; ++i) acc += (int32_t)row[i] * ((int32_t)a[i] - azp);
-        y[j] = to_u8((float)acc * mult[j], yzp);
-    }
-}
-""",
-    "relu": r"""
-/* Relu between equal quantizations: real 0 is the zero point. In place. */
-static void relu_u8(uint8_t *x, int32_t n, uint8_t zp)
-{
-    int32_t i;
-    for (i = 0; i < n; ++i) if (x[i] < zp) x[i] = zp;
-}
-""",
-}
+# the kernel files the model's steps call, in the order they are copied into the .c
+_KERNELS = {"conv": "conv2d.c", "maxpool": "maxpool2d.c", "mean": "global_mean.c", "gemm": "gemm.c",
+            "relu": "relu_u8.c"}
 
 
 def _requant_multipliers(in_q: QParams, wscale: np.ndarray, out_q: QParams) -> np.ndarray:
@@ -371,8 +196,9 @@ def emit_c(prog: Program, meta: ModelMetadata) -> tuple[str, str]:
         f"   {_summary(prog)}\n"
         f"   Bit-exact with ONNX Runtime (CPU) on the same normalised input; see mnist_edge_model.h. */\n",
         _metadata_comment(meta_json),
-        _PRELUDE,
-        *(_KERNELS[kd] for kd in _kinds(prog)),
+        '\n#include "mnist_edge_model.h"\n\n',
+        kernel_source(KERNELS_H),
+        *("\n" + kernel_source(_KERNELS[kd]) for kd in _kinds(prog)),
         "\n/* ---- model constants (flash) ---- */\n",
         *e.consts,
         "\n/* ---- scratch (RAM) ---- */\n",
