@@ -86,6 +86,20 @@ _KERNELS = {"conv": "conv2d.c", "maxpool": "maxpool2d.c", "mean": "global_mean.c
             "relu": "relu_u8.c"}
 
 
+def conv_weights(w: np.ndarray) -> np.ndarray:
+    """Conv weights (cout, cin, kh, kw) in conv2d.c's layout: rows zero-padded to kp (a multiple of 4), each
+    4 in the order 0, 2, 1, 3 (what SXTB16 and SXTB16 ROR #8 pair with the int16 patch), channels in
+    pairs whose rows interleave 4 at a time, an odd last channel's row alone at the end."""
+    rows = w.reshape(w.shape[0], -1)
+    cout, kp = rows.shape[0], -(-rows.shape[1] // 4) * 4
+    padded = np.zeros((cout, kp), np.int8)
+    padded[:, :rows.shape[1]] = rows
+    groups = padded.reshape(cout, kp // 4, 4)[:, :, [0, 2, 1, 3]]
+    even = cout - cout % 2
+    pairs = groups[:even].reshape(even // 2, 2, kp // 4, 4).transpose(0, 2, 1, 3)  # (pair, group, channel, 4)
+    return np.concatenate([pairs.reshape(-1), groups[even:].reshape(-1)])
+
+
 def _requant_multipliers(in_q: QParams, wscale: np.ndarray, out_q: QParams) -> np.ndarray:
     # exactly ORT's float32 expression, in its order: (x_scale * w_scale) / y_scale
     return ((np.float32(in_q.scale) * wscale.astype(np.float32)) / np.float32(out_q.scale)).astype(np.float32)
@@ -100,6 +114,7 @@ class _Emitter:
         self.calls: list[str] = []
         self.size = {"a": int(np.prod(prog.input_shape)), "b": 0}
         self.patch_size = self.tmp_size = 0
+        self.marks = 0  # profiling marks: 0 after the input is quantized, then one after each layer
 
     def _use(self, buf: str, n: int) -> str:
         self.size[buf] = max(self.size[buf], n)
@@ -121,12 +136,16 @@ class _Emitter:
             else:
                 getattr(self, f"_{s.kind}")(i, s, f"buf_{src}", self._use(dst, n_out))
                 src = dst
+            if s.kind != "flatten":
+                self.marks += 1
+                self.calls.append(f"MNIST_EDGE_MARK({self.marks});  /* {_comment(_layer_name(s, pool))} */")
             i += 2 if pool else 1
         self.out_buf = f"buf_{src}"
 
-    def _weights(self, i: int, s: Step) -> str:
-        self.consts.append(f"/* layer {i}: {s.kind} {_comment(repr(s.node))}, {s.in_shape} -> {s.out_shape} */\n")
-        self.consts.append(_c_array("int8_t", f"w{i}", s.args["w"]))
+    def _weights(self, i: int, s: Step, w: np.ndarray | None = None, layout: str = "") -> str:
+        self.consts.append(f"/* layer {i}: {s.kind} {_comment(repr(s.node))}, {s.in_shape} -> {s.out_shape}"
+                           f"{layout} */\n")
+        self.consts.append(_c_array("int8_t", f"w{i}", s.args["w"] if w is None else w))
         self.consts.append(_c_array("int32_t", f"b{i}", s.args["bias"], _i32, 12))
         self.consts.append(_c_array("float", f"m{i}", _requant_multipliers(s.in_q, s.args["wscale"], s.out_q),
                                     _f32, 6))
@@ -137,12 +156,14 @@ class _Emitter:
         (kh, kw), (sh, sw), (pt, pl) = s.args["k"], s.args["s"], s.args["p"]
         (pkh, pkw), (psh, psw) = (pool.args["k"], pool.args["s"]) if pool else ((1, 1), (1, 1))
         _, ph, pw = (pool or s).out_shape
-        self.patch_size = max(self.patch_size, cin * kh * kw)
-        consts = self._weights(i, s)
+        kp = -(-cin * kh * kw // 4) * 4
+        self.patch_size = max(self.patch_size, max(2, pkh * pkw) * kp)  # two receptive fields, or a pool window's
+        consts = self._weights(i, s, conv_weights(s.args["w"]),
+                               f"; {cout} x {kp} weights in conv2d's layout")
         self.consts.append(f"static const conv_geom g{i} = {{.cin = {cin}, .h = {h}, .w = {w}, .cout = {cout}, "
                            f".kh = {kh}, .kw = {kw}, .sh = {sh}, .sw = {sw}, .pt = {pt}, .pl = {pl},\n"
-                           f"    .pkh = {pkh}, .pkw = {pkw}, .psh = {psh}, .psw = {psw}, .ph = {ph}, .pw = {pw}}};\n")
-        self.calls.append(f"conv2d(&g{i}, {x}, {s.in_q.zero_point}, {consts}, {s.out_q.zero_point}, {y}, patch);"
+                           f"    .pkh = {pkh}, .pkw = {pkw}, .psh = {psh}, .psw = {psw}, .ph = {ph}, .pw = {pw}, .kp = {kp}}};\n")
+        self.calls.append(f"conv2d(&g{i}, {x}, {s.in_q.zero_point}, {consts}, {s.out_q.zero_point}, {y}, patch.v);"
                           + ("  /* + MaxPool */" if pool else ""))
 
     def _gemm(self, i: int, s: Step, x: str, y: str) -> None:
@@ -165,7 +186,8 @@ class _Emitter:
         """Static scratch: every call rewrites all of it before reading it, so calls never interfere."""
         lines = [f"static uint8_t buf_a[{self.size['a']}];", f"static uint8_t buf_b[{max(self.size['b'], 1)}];"]
         if self.patch_size:
-            lines.append(f"static int16_t patch[{self.patch_size}];  /* one Conv receptive field */")
+            lines.append(f"static union {{ int32_t align; int16_t v[{self.patch_size}]; }} patch;  "
+                         "/* Conv receptive fields (im2col), word aligned */")
         if self.tmp_size:
             lines.append(f"static float mean_tmp[{self.tmp_size}];  /* one channel of a global mean */")
         return "\n".join(lines) + "\n"
@@ -216,11 +238,21 @@ def emit_c(prog: Program, meta: ModelMetadata) -> tuple[str, str]:
 
 
 _ENTRY_POINTS = r"""
+/* Profiling hook: compiled with -DMNIST_EDGE_MARK_HOOK=f, the network calls f(step) after each layer
+   (step 0: the input is quantized); without it the marks compile to nothing. */
+#ifdef MNIST_EDGE_MARK_HOOK
+void MNIST_EDGE_MARK_HOOK(int32_t step);
+#define MNIST_EDGE_MARK(step) MNIST_EDGE_MARK_HOOK(step)
+#else
+#define MNIST_EDGE_MARK(step) ((void)0)
+#endif
+
 /* the quantized network on buf_a (the quantized input); dequantized logits out, top-1 class returned */
 static int run_network(float *logits)
 {{
     int32_t j, best = 0;
     float best_v = 0.0f;
+    MNIST_EDGE_MARK(0);  /* input quantized */
     {body}
     for (j = 0; j < {k}; ++j) {{
         const float v = (float)((int32_t){out}[j] - {out_zp}) * {out_scale};  /* DequantizeLinear */
@@ -255,6 +287,18 @@ void mnist_edge_predict_normalized_batch(const float *x, int32_t n, float *logit
         (void)mnist_edge_predict_normalized(x + (long)i * {n_in}, logits + (long)i * {k});
 }}
 """
+
+
+def _layer_name(s: Step, pool: Step | None) -> str:
+    """A layer as the profile names it, e.g. "conv 3x3 16->32 + maxpool 2x2"."""
+    if s.kind == "conv":
+        name = f"conv {s.args['k'][0]}x{s.args['k'][1]} {s.in_shape[0]}->{s.out_shape[0]}"
+        return name + (f" + maxpool {pool.args['k'][0]}x{pool.args['k'][1]}" if pool else "")
+    if s.kind == "gemm":
+        return f"fc {s.in_shape[0]}->{s.out_shape[0]}"
+    if s.kind == "maxpool":
+        return f"maxpool {s.args['k'][0]}x{s.args['k'][1]}"
+    return {"mean": "global mean", "relu": "relu"}.get(s.kind, s.kind)
 
 
 def _summary(prog: Program) -> str:
