@@ -211,3 +211,17 @@ def test_default_model_fits_the_cortex_m4_budget(default_c):
     p = rt.profile(rt.metadata.normalize(load_split(Path(os.environ["MNIST_EDGE_DATA"]), "test").images[:20]))
     assert p["instructions_max"] <= BUDGET["instructions"], p["layers"]
     assert p["flash_bytes"] <= BUDGET["flash_bytes"] and p["ram_bytes"] <= BUDGET["ram_bytes"], p["sections"]
+
+
+@needs_toolchain
+def test_bench_device_rows_count_instructions_and_estimate_ms(tiny_c, tmp_path):
+    from mnist_edge.verify.bench.devices import markdown, measure_devices
+
+    todo = [(FORMATS["c-int8@cortex-m4"], tiny_c), (FORMATS["c-int8@cortex-m7"], tiny_c)]
+    rows = measure_devices(todo, _inputs(3, seed=8), clock_mhz=100.0)
+    m4 = rows[0]
+    assert m4["board"] == "mps2-an386" and m4["images"] == 3
+    assert m4["ms_estimate"] == pytest.approx(m4["instructions_mean"] / 100e3)  # 100 M instructions a second
+    text = "\n".join(markdown(rows, 100.0))
+    assert "Emulated Cortex-M" in text and "estimate" in text and "| c-int8@cortex-m7 | mps2-an500 |" in text
+    assert "| conv 3x3 8->16 |" in text
