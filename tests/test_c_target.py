@@ -101,7 +101,8 @@ def test_strict_c99_compile(c_model, tmp_path):
 
 
 def test_export_layout_and_metadata(c_model, int8_model):
-    assert sorted(p.name for p in c_model.iterdir()) == ["README.txt", "mnist_edge_model.c", "mnist_edge_model.h"]
+    assert sorted(p.name for p in c_model.iterdir()) == sorted([exporter_c.EXAMPLE_DIR, "README.txt",
+                                                                "mnist_edge_model.c", "mnist_edge_model.h"])
     meta = runtime_c.read_metadata(c_model)
     assert meta.arch == "edgenet" and meta.arch_args == TINY and len(meta.class_names) == 10
     assert "C99" in meta.quantization and "static QDQ" in meta.quantization

@@ -225,3 +225,26 @@ def test_bench_device_rows_count_instructions_and_estimate_ms(tiny_c, tmp_path):
     text = "\n".join(markdown(rows, 100.0))
     assert "Emulated Cortex-M" in text and "estimate" in text and "| c-int8@cortex-m7 | mps2-an500 |" in text
     assert "| conv 3x3 8->16 |" in text
+
+
+@needs_toolchain
+def test_the_example_firmware_builds_and_runs_in_qemu(tmp_path):
+    if not shutil.which("make"):
+        pytest.skip("the example's Makefile needs make")
+    onnx_path = make_int8("edgenet", tmp_path / "m", {"channels": [4, 8, 16]}, seed=3, calib=16)
+    pixels = np.random.default_rng(9).integers(0, 256, (8, 28, 28), dtype=np.uint8)
+    meta = runtime_c.read_metadata(_c_folder(onnx_path, tmp_path / "probe"))
+    out = tmp_path / "c"
+    out.mkdir()
+    exporter_c.export(SimpleNamespace(sources={"onnx-int8": onnx_path}, calibration=meta.normalize(pixels)),
+                      FORMATS["c-int8"], out)
+    example = out / exporter_c.EXAMPLE_DIR
+    assert {"main.c", "startup.c", "cortex_m.ld", "Makefile", "README.md", "digits.h"} <= {p.name for p in
+                                                                                          example.iterdir()}
+    assert "Linker memory" in (example / "README.md").read_text() and "UART" in (example / "README.md").read_text()
+    res = subprocess.run(["make", "-s", "run"], cwd=example, capture_output=True, text=True, timeout=300, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.startswith("image ")]  # QEMU: stderr
+    # the digits are the calibration images' pixels; the firmware agrees with ONNX Runtime on each
+    want = runtime_c.load(out, None).run(meta.normalize(pixels[:exporter_c.EXAMPLE_DIGITS])).argmax(1)
+    assert lines == [f"image {i}: {meta.class_names[k]} (as expected)" for i, k in enumerate(want)]
