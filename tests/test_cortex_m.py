@@ -79,6 +79,16 @@ def test_odd_channel_counts_on_the_device(tmp_path, core):
 
 
 @needs_toolchain
+@pytest.mark.parametrize("arch", ["conv2pool-fc2", "conv3pool-fc3"])
+def test_other_architectures_on_the_cortex_m4(tmp_path, arch):
+    """Reshape and several Gemms, 5x5 kernels with padding 1, odd feature-map sizes, 400 KB of weights."""
+    c = _c_folder(make_int8(arch, tmp_path / "m", seed=5, calib=16), tmp_path / "c")
+    x = _inputs(6, seed=3)
+    got = cortex_m.load(c, FORMATS["c-int8@cortex-m4"]).run(x)
+    assert np.array_equal(got, runtime_c.load(c, None).run(x))
+
+
+@needs_toolchain
 def test_instruction_counts_are_deterministic(tiny_c):
     b = cortex_m.board("cortex-m4")
     elf = cortex_m.build_firmware(tiny_c, b)

@@ -59,7 +59,8 @@ BOARDS = {b.core: b for b in (
           "MPS2 AN386: DSP extension (SMLAD), single-precision FPU"),
     Board("cortex-m7", "mps2-an500", ("-mcpu=cortex-m7", "-mfpu=fpv5-d16", "-mfloat-abi=hard"),
           "MPS2 AN500: DSP extension, double-precision FPU"),
-    Board("cortex-m55", "mps3-an547", ("-mcpu=cortex-m55", "-mfloat-abi=hard"),
+    Board("cortex-m55", "mps3-an547", ("-mcpu=cortex-m55", "-mfloat-abi=hard",
+                                       "-Wl,--defsym=FLASH_SIZE=512K,--defsym=RAM_SIZE=512K"),
           "MPS3 AN547: DSP extension, FPU and Helium (MVE; the kernels use its DSP instructions)"),
 )}
 
