@@ -166,8 +166,8 @@ static void dot_pass(const int8_t *restrict w, const int16_t *restrict pa, const
 
 static int32_t max32(int32_t a, int32_t b) { return a > b ? a : b; }
 
-/* patch: word aligned, room for two receptive fields, or a pool window's (rounded up to even) when there
-   is a pool. Pooling is done on the int32 sums: the requantisation is non-decreasing in the sum (its
+/* patch: word aligned, room for two receptive fields, or for a pool window's when there is a pool (an
+   odd window's last Conv output is paired with itself). Pooling is done on the int32 sums: the requantisation is non-decreasing in the sum (its
    multiplier is positive, and float rounding and clamping keep order), so requantising the largest
    sum gives the largest requantised value, with one requantisation per pooled output. */
 static void conv2d(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, const int8_t *restrict wt,
