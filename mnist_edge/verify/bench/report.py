@@ -228,6 +228,8 @@ def markdown(report: BenchReport) -> str:
         lines.append(f"| {r.format} | {r.batch_size} | {_p50(r)} | {r.p50_ci_ms[0]:.3f}-{r.p50_ci_ms[1]:.3f} | "
                      f"{r.latency_ms_p90:.3f} | {r.latency_ms_p99:.3f} | {r.throughput_ips:,.0f} | {_speedup(r)} | "
                      f"{r.iterations} | {r.windows} |")
+    if not report.results:  # only emulated devices were asked for: no host tables
+        del lines[1:]
     micro = [(f, _footprint(report.first(f))) for f in report.formats() if _footprint(report.first(f))]
     if micro:
         lines += ["", "Microcontroller targets (host latency above is not device latency):"]
