@@ -36,7 +36,7 @@ PACKAGES = {CC: "gcc-arm-none-eabi", "newlib": "libnewlib-arm-none-eabi", QEMU: 
 # -O2: on the default model -O3 runs 6% fewer instructions (7.92 M on the Cortex-M4) for 5 KB more flash
 # (114.9 KB, over the 112 KB a 128 KB part leaves for the firmware); -Os runs 18% more (9.98 M)
 COMMON_FLAGS = ("-mthumb", "-O2", "-std=c99", "-Wall", "-Wextra", "-ffunction-sections", "-fdata-sections")
-IMAGES_PER_RUN = 1000  # one emulator run (about 10 s of CPU for the default model on a Cortex-M4)
+IMAGES_PER_RUN = 1000  # one emulator run: 13-14 s of CPU for the default model on a Cortex-M4
 _HEADER_WORDS, _MAGIC = 6, 0x4D43454D
 _MARK_RE = re.compile(r"MNIST_EDGE_MARK\((\d+)\);\s*/\* (.*?) \*/")
 _BUILD_LOCK = threading.Lock()
