@@ -182,7 +182,7 @@ class DeviceRun:
     logits: np.ndarray  # (N, classes) float32
     ticks: np.ndarray  # (N,) the whole call
     marks: np.ndarray  # (N, marks) since the call began, after each layer
-    instructions_per_tick: float  # from the firmware's loop of known length
+    instructions_per_tick: float  # 1 ns per instruction over SysTick's clock (timed on a loop of known length)
 
 
 _FIRMWARE_EXITS = {2: "cannot open in.bin or out.bin", 3: "cannot write out.bin", 4: "cannot read in.bin",
@@ -215,8 +215,10 @@ def run_firmware(elf: Path, b: Board, x: np.ndarray, timeout_s: float | None = N
     n_marks = body[:, 4 * classes:4 * classes + 4].copy().view("<u4")[:, 0]
     ticks = body[:, 4 * classes + 4:].copy().view("<u4")
     used = int(n_marks.max()) if n else 0
-    return DeviceRun(logits, ticks[:, max_marks].astype(np.int64), ticks[:, :used].astype(np.int64),
-                     calib_instr / calib_ticks)
+    # SysTick's clock from the loop of known length, to the nearest kHz: each reading is off by up to a tick,
+    # which is 5 ppm of the loop (125 Hz at 25 MHz), so the board's clock comes out exact
+    clock_hz = round(calib_ticks * 1e9 / calib_instr, -3)
+    return DeviceRun(logits, ticks[:, max_marks].astype(np.int64), ticks[:, :used].astype(np.int64), 1e9 / clock_hz)
 
 
 def layer_names(c_text: str) -> list[str]:
