@@ -187,6 +187,8 @@ class BenchSettings:
     write: bool = True  # bench.json, bench.md and bench.png in artifacts
     plot: bool = True  # bench.png (needs matplotlib)
     worker_timeout_s: float = 600.0  # a worker that hangs longer is stopped and reported
+    device_images: int = 20  # test images the emulated devices' instruction counts are averaged over
+    clock_mhz: float | None = None  # a device clock for an estimated time from instructions (None: no estimate)
 
 
 TUNE_FORMATS = ("onnx-int8",)  # the int8 formats `tune` searches recipes for
