@@ -106,7 +106,7 @@ class Int8Recipe:
     form: str = "qdq"  # one of QUANT_FORMS
     activations: str = "uint8"  # uint8 (U8S8: x86's VNNI fast path) or int8 (S8S8)
     symmetric_activations: bool = False  # zero point 0 (int8) / 128 (uint8) for every activation
-    # 7-bit weights (-64..63): x86 CPUs without VNNI (AVX2) add pairs of u8 x s8 products in int16
+    # 7-bit weights (|w| <= 64): x86 CPUs without VNNI (AVX2) add pairs of u8 x s8 products in int16
     # (vpmaddubsw), which saturates with 8-bit weights; with 7 bits no pair can, so ONNX Runtime computes
     # the exact integer result on every CPU (the file is right everywhere, not only where VNNI is).
     reduce_range: bool = True
