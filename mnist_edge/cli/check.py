@@ -11,6 +11,7 @@ from mnist_edge.cli import options
 from mnist_edge.core.settings import TuneSettings
 
 PER_LAYER_IMAGES = TuneSettings.layer_images  # training images (export's seeded pick), as tune measures
+RESULT_FILE = "check.json"  # in the artifacts folder: what --json prints, with the machine it ran on
 
 
 def table_of_layers(rows: list[dict]) -> str:
@@ -61,10 +62,13 @@ def command(artifacts, checkpoint_path, per_layer, data_dir, as_json, atol, min_
 
     from mnist_edge.core.data import load_test_split
     from mnist_edge.core.errors import MnistEdgeError
+    from mnist_edge.core.fileio import write_json
     from mnist_edge.core.formats import exported_present, load_runtime
+    from mnist_edge.verify.bench.report import machine_info
     from mnist_edge.verify.parity import check_folder, reference, table
 
     artifacts = Path(artifacts)
+    machine = machine_info(threads=None)  # at the start: the run's date, and the load others put on the machine
     if not exported_present(artifacts):
         raise MnistEdgeError(f"{artifacts}: no exported models to check (run `mnist-edge export`)")
     ref_rt = load_runtime(checkpoint_path or artifacts / "model.pth")
@@ -72,8 +76,10 @@ def command(artifacts, checkpoint_path, per_layer, data_dir, as_json, atol, min_
     tol = options.tolerances_of(atol, min_agreement_int8, max_acc_drop_int8, min_agreement_reference)
     report = check_folder(ref, artifacts, tol)
     layers = _per_layer(artifacts, ref_rt.metadata, data_dir) if per_layer else {}
+    result = {**report.to_json(), **({"per_layer": layers} if per_layer else {})}
+    write_json(artifacts / RESULT_FILE, {**result, "machine": machine})  # where and when: `mnist-edge report`
     if as_json:
-        click.echo(json.dumps({**report.to_json(), **({"per_layer": layers} if per_layer else {})}))
+        click.echo(json.dumps(result))
     else:
         sizes = sorted({b for r in report.results for b in r.batch_sizes})
         click.echo(f"parity against {ref_rt.path} on {len(ref.labels):,} test images "
