@@ -41,6 +41,7 @@ class Table:
     rows: list[list[str]]
     numeric: tuple[int, ...] = ()  # right-aligned columns
     notes: list[str] = field(default_factory=list)  # footnotes under the table
+    folded: str | None = None  # HTML shows it folded under this line (a <details>, no script)
 
 
 @dataclass
@@ -172,7 +173,7 @@ def _training(t: Training | None, folder: Path) -> Section:
     s.blocks.append(Table(["epoch", "train loss", "train acc", "test loss", "test acc", "seconds"],
                           [[str(e["epoch"]), f"{e['train_loss']:.4f}", _pct(e["train_acc"]), f"{e['test_loss']:.4f}",
                             _pct(e["test_acc"]), "–" if e["seconds"] is None else f"{e['seconds']:.1f}"]
-                           for e in t.epochs], numeric=(0, 1, 2, 3, 4, 5)))
+                           for e in t.epochs], numeric=(0, 1, 2, 3, 4, 5), folded="Every epoch"))
     missing = [name for name, f in t.figures.items() if f is None]
     s.blocks += [Fig(f, TRAIN_CAPTIONS.get(name, name)) for name, f in t.figures.items() if f is not None]
     if missing:
@@ -409,14 +410,18 @@ section{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:16px 
 .wrap{overflow-x:auto;margin:8px 0 12px}
 table{border-collapse:collapse;font-size:.86em;font-variant-numeric:tabular-nums}
 th,td{border-bottom:1px solid #e6e9ed;padding:4px 9px;text-align:left;vertical-align:top}
-th{background:#f0f2f5;font-weight:600;white-space:nowrap}td.n,th.n{text-align:right;white-space:nowrap}
+th{background:#f0f2f5;font-weight:600;white-space:nowrap}td.n,th.n{text-align:right;white-space:nowrap}td:nth-child(2){white-space:nowrap}
 tbody tr:hover{background:#f7f9fc}.notes{color:#5b6570;font-size:.84em;margin:2px 0 0}
 .fail{color:#b3261e;font-weight:600}
-figure{margin:14px 0;display:inline-block;max-width:100%;vertical-align:top}
+.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:16px;align-items:start;margin:12px 0}
+figure{margin:0;min-width:0}figure.wide{grid-column:1/-1}
+details{margin:8px 0}summary{cursor:pointer;color:#2457a6}
 figure img{max-width:100%;height:auto;border:1px solid #e6e9ed;background:#fff}
 figcaption{color:#5b6570;font-size:.86em}
 code{font:.9em ui-monospace,SFMono-Regular,Menlo,monospace;background:#f0f2f5;padding:1px 4px;border-radius:3px}
 """
+
+WIDE_PX = 900  # a figure this wide (curves, samples, feature maps, bench) takes a whole row of the gallery
 
 # The page asks for nothing: images are data: URIs, the style is inline, there is no script.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -442,14 +447,18 @@ def _html_table(t: Table) -> str:
             cells.append(f"<td{attr}>{_inline(c)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     notes = "".join(f'<p class="notes">{_inline(n)}</p>' for n in t.notes)
-    return f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{notes}'
+    out = f'<div class="wrap"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>{notes}'
+    return f"<details><summary>{_inline(t.folded)}</summary>{out}</details>" if t.folded else out
 
 
 def _html_figure(f: Fig) -> str:
     data = base64.b64encode(f.figure.data).decode("ascii")
     alt = html.escape(f.caption)
-    return (f'<figure><img src="data:image/png;base64,{data}" width="{f.figure.width}" height="{f.figure.height}" '
-            f'alt="{alt}"><figcaption>{alt} (<code>{html.escape(f.figure.path.name)}</code>)</figcaption></figure>')
+    wide = ' class="wide"' if f.figure.width >= WIDE_PX else ""
+    size = f'width="{f.figure.width}" height="{f.figure.height}"'
+    name = html.escape(f.figure.path.name)
+    return (f'<figure{wide}><img src="data:image/png;base64,{data}" {size} alt="{alt}">'
+            f"<figcaption>{alt} (<code>{name}</code>)</figcaption></figure>")
 
 
 def _html_source(p: Provenance) -> str:
@@ -468,13 +477,18 @@ def render_html(doc: Document) -> str:
         else:
             if s.key != "where":
                 body += [_html_source(p) for p in s.sources]
-            for b in s.blocks:
+            figs: list[str] = []  # consecutive figures share one gallery
+            for b in [*s.blocks, None]:
+                if isinstance(b, Fig):
+                    figs.append(_html_figure(b))
+                    continue
+                if figs:
+                    body.append(f'<div class="figs">{"".join(figs)}</div>')
+                    figs = []
                 if isinstance(b, Text):
                     body.append(f"<p>{_inline(b.text)}</p>")
                 elif isinstance(b, Table):
                     body.append(_html_table(b))
-                elif isinstance(b, Fig):
-                    body.append(_html_figure(b))
         parts.append(f'<section id="{s.key}">{"".join(body)}</section>')
     title = html.escape(doc.title)
     return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
