@@ -28,6 +28,8 @@ from mnist_edge.verify.report import sources
 FAKE_CPU = {"model": "Test CPU 9000", "machine": "x86_64", "features": ["avx2", "fma"], "kind": "AVX2 only"}
 CHECK_DATE, BENCH_DATE = "2026-11-30T10:00:00+00:00", "2026-12-01T09:30:00+00:00"
 REPO = Path(__file__).resolve().parents[1]
+LAYER = {"node": "/features/features.4/Conv", "op": "Conv", "tensor": "relu_1", "quantized": True, "sqnr_db": 31.25,
+         "input_sqnr_db": 38.5, "loss_db": 7.25}
 
 
 def tiny_png(width: int = 6, height: int = 4) -> bytes:
@@ -68,6 +70,8 @@ def write_check(folder: Path, passed: bool = True) -> None:
     if not passed:
         rows[1].passed, rows[1].failures = False, ["top-1 agreement 95.00% < 99.00%"]
     data = {**CheckReport(passed, 0.9971, rows).to_json(), "cpu": FAKE_CPU, "machine": _machine(CHECK_DATE)}
+    data["per_layer"] = {str(folder / "model.int8.onnx"): [LAYER], str(folder / "model.int8.tflite"):
+                         "per-layer error is measured for onnx-int8 only, not tflite-int8"}
     data["results"][1]["exact"] = {"against": "integer reference of model.int8.onnx", "max_abs_diff": 0.0,
                                    "top1_agreement": 1.0, "bit_exact": True, "expected": True, "why": None}
     (folder / "check.json").write_text(json.dumps(data))
@@ -102,8 +106,9 @@ def write_tune(folder: Path) -> None:
     (folder / "tune.json").write_text(json.dumps({
         "settings": {"max_drop_points": 0.1, "batch": 1, "threads": 1, "layer_images": 64},
         "cpu": FAKE_CPU, "reference_accuracy": 0.9971, "chosen": "default", "written": str(folder / "model.int8.onnx"),
-        "derived": [], "candidates": [cand, {**cand, "name": "per-tensor", "chosen": False, "meets_budget": False,
-                                              "note": "accuracy drop 0.30 points > 0.10"}]}))
+        "derived": [], "layers": [LAYER],
+        "candidates": [cand, {**cand, "name": "per-tensor", "chosen": False, "meets_budget": False,
+                              "note": "accuracy drop 0.30 points > 0.10"}]}))
     (folder / "tune.png").write_bytes(tiny_png())
 
 
@@ -162,6 +167,10 @@ def test_report_has_every_section_with_its_numbers_and_inlined_figures(full, run
     assert "fastest <strong>onnx-int8</strong>, 1.19x onnx" in sec["bench"]
     assert "105.5 KB" in sec["devices"] and "cortex-m4f" in sec["devices"]  # 108,000 bytes of flash
     assert "per-tensor" in sec["tune"] and "accuracy drop 0.30 points" in sec["tune"]
+    for key in ("parity", "tune"):  # the per-layer SQNR table, folded
+        assert "<summary>Per-layer int8 error of model.int8.onnx" in sec[key]
+        assert "<td>/features/features.4/Conv</td>" in sec[key] and '<td class="n">7.2</td>' in sec[key]
+    assert "not tflite-int8" in sec["parity"]
     # every figure inline: 6 training, bench, tune; no file or network reference
     assert html.count('src="data:image/png;base64,') == 8
     assert not re.search(r'(src|href)="(?!data:|#)', html)

@@ -18,7 +18,7 @@ from pathlib import Path
 from mnist_edge.core.fileio import MB
 from mnist_edge.core.settings import DEFAULT_ARTIFACTS
 from mnist_edge.verify.report import sources as src
-from mnist_edge.verify.report.sources import Bench, Check, Figure, Provenance, ReportError, Training, Tune
+from mnist_edge.verify.report.sources import Bench, Check, Figure, LayerRow, Provenance, ReportError, Training, Tune
 
 TRAIN_CAPTIONS = {
     "graph.png": "Loss and accuracy per epoch, train and test",
@@ -209,7 +209,19 @@ def _check(c: Check | None, folder: Path) -> Section:
                      _pts(r.accuracy_delta), r.bit_exact(), verdict])
     s.blocks.append(Table(["format", "max \\|Δlogit\\|", "mean \\|Δlogit\\|", "top-1 agreement", "accuracy",
                            "Δ acc (pts)", "bit-exact", "result"], rows, numeric=(1, 2, 3, 4, 5)))
+    for name, layers in c.per_layer.items():
+        if isinstance(layers, str):
+            s.blocks.append(Text(f"Per-layer error of `{Path(name).name}`: {layers}."))
+        else:
+            s.blocks.append(_layer_table(layers, f"Per-layer int8 error of {Path(name).name} against the fp32 model"))
     return s
+
+
+def _layer_table(rows: list[LayerRow], title: str) -> Table:
+    """Each int8 layer's output SQNR and what the layer itself lost, most harmful first (folded)."""
+    return Table(["rank", "layer", "op", "int8", "SQNR dB", "input dB", "lost dB"],
+                 [[str(i), r.node, r.op, "yes" if r.quantized else "fp32", f"{r.sqnr_db:.1f}", f"{r.input_sqnr_db:.1f}",
+                   f"{r.loss_db:.1f}"] for i, r in enumerate(rows, 1)], numeric=(0, 4, 5, 6), folded=title)
 
 
 def _verdict(v: dict | None) -> str | None:
@@ -315,6 +327,8 @@ def _tune(t: Tune | None, folder: Path) -> Section:
           _pct(c.accuracy), _pts(c.accuracy_delta), _pct(c.top1_agreement), _size(c.size_bytes),
           "–" if c.p50_ms is None else f"{c.p50_ms:.4f}", "–" if c.vs_default is None else f"{c.vs_default:.2f}x",
           c.note] for c in t.candidates], numeric=(3, 4, 5, 6, 7, 8)))
+    if t.layers:
+        s.blocks.append(_layer_table(t.layers, f"Per-layer int8 error of {Path(t.written).name}"))
     captions = {"tune.png": "Accuracy against latency of every timed candidate (Pareto front dashed)",
                 "tune_layers.png": "Per-layer int8 error of the written model"}
     s.blocks += [Fig(f, captions.get(n, n)) for n, f in t.figures.items() if f is not None]
@@ -390,7 +404,7 @@ def markdown(doc: Document) -> str:
             if isinstance(b, Text):
                 out += [b.text, ""]
             elif isinstance(b, Table):
-                out += [_md_table(b)]
+                out += ([f"{b.folded}:", ""] if b.folded else []) + [_md_table(b)]
             elif isinstance(b, Fig):
                 out += [f"![{b.caption}]({b.figure.path.name})", ""]
     return "\n".join(out).rstrip() + "\n"

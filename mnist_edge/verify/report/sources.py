@@ -279,11 +279,29 @@ def _e(v) -> str:
 
 
 @dataclass
+class LayerRow:
+    """One int8 layer's error against fp32 (check --per-layer, tune), most harmful first."""
+
+    node: str
+    op: str
+    quantized: bool
+    sqnr_db: float
+    input_sqnr_db: float
+    loss_db: float
+
+
+def _layers(rows: list) -> list[LayerRow]:
+    return [LayerRow(_str(r, "node") or "?", _str(r, "op") or "?", bool(r.get("quantized")), _num(r, "sqnr_db"),
+                     _num(r, "input_sqnr_db"), _num(r, "loss_db")) for r in rows]
+
+
+@dataclass
 class Check:
     source: Provenance
     passed: bool
     reference_accuracy: float
     rows: list[CheckRow]
+    per_layer: dict[str, list[LayerRow] | str] = field(default_factory=dict)  # int8 file: its layers, or why not
 
 
 def _check(data: dict, path: Path) -> Check:
@@ -294,7 +312,10 @@ def _check(data: dict, path: Path) -> Check:
                 "max_abs_diff", "mean_abs_diff", "top1_agreement", "accuracy", "accuracy_delta")),
             bool(_get(r, "passed")), [str(f) for f in _list(r, "failures", [])], _dict(r, "against"),
             _dict(r, "exact"), _str(r, "skipped"), _str(r, "engine")))
-    return Check(provenance(data, path), bool(_get(data, "passed")), _num(data, "reference_accuracy"), rows)
+    per_layer = {str(k): (_layers(v) if isinstance(v, list) else str(v))
+                 for k, v in (_dict(data, "per_layer") or {}).items()}
+    return Check(provenance(data, path), bool(_get(data, "passed")), _num(data, "reference_accuracy"), rows,
+                 per_layer)
 
 
 def read_check(folder: Path) -> Check | None:
@@ -399,6 +420,7 @@ class Tune:
     written: str
     candidates: list[Candidate]
     derived: list[str]
+    layers: list[LayerRow]  # of the written model
     figures: dict[str, Figure | None]
 
 
@@ -417,7 +439,7 @@ def _tune(data: dict, path: Path) -> Tune:
             _str(c, "note", "") or "; ".join(map(str, _list(c, "failures", [])))))
     return Tune(provenance(data, path), _num(settings, "max_drop_points"), batch, settings.get("threads"),
                 _num(data, "reference_accuracy"), _str(data, "chosen", "?"), _str(data, "written", "?"), candidates,
-                [str(x) for x in _list(data, "derived", [])],
+                [str(x) for x in _list(data, "derived", [])], _layers(_list(data, "layers", [])),
                 {name: figure(path.parent / name) for name in TUNE_FIGURES})
 
 
