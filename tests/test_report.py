@@ -160,8 +160,9 @@ def test_report_has_every_section_with_its_numbers_and_inlined_figures(full, run
     assert res.exit_code == 0, res.output
     html, md = (full / "report.html").read_text(), (full / "report.md").read_text()
     sec = _sections(html)
-    assert list(sec) == ["summary", "training", "parity", "bench", "devices", "tune", "where"]
-    assert "Not run" not in html and "Not run" not in md
+    assert list(sec) == ["summary", "training", "parity", "bench", "devices", "tune", "suite", "where"]
+    assert "Not run" not in html.replace(sec["suite"], "")  # the benchmark suite's files are not in this folder
+    assert "Not run: <code>make bench-training bench</code>" in sec["suite"]
     assert "99.71%" in sec["training"] and "99.68%" in sec["parity"] and "yes (onnx-int8)" in sec["parity"]
     assert "yes (integer reference)" in sec["parity"]
     assert "fastest <strong>onnx-int8</strong>, 1.19x onnx" in sec["bench"]
@@ -343,8 +344,33 @@ def test_report_renders_in_chromium_with_every_image_and_no_request(browser, ful
     images = page_.evaluate("[...document.images].map(i => [i.complete, i.naturalWidth, i.naturalHeight])")
     assert len(images) == 8 and all(done and w > 0 and h > 0 for done, w, h in images), images
     assert page_.locator("h1").inner_text().startswith("mnist-edge report")
-    assert page_.locator("section").count() == 7 and page_.locator("section#bench table").count() == 2
+    assert page_.locator("section").count() == 8 and page_.locator("section#bench table").count() == 2
     assert page_.locator("section#summary tbody tr").count() == 4
     assert elsewhere == [] and errors == []
     assert all(urlsplit(u).scheme in ("file", "data") for u in requests), requests
     context.close()
+
+
+def test_the_benchmark_suites_files_are_lines_with_their_source(tmp_path, runner):
+    art = tmp_path / "art"
+    art.mkdir()
+    (art / "bench_train.json").write_text(json.dumps({
+        "arch": "edgenet", "threads": 2, "cpu": FAKE_CPU,
+        "loops": {"mnist_edge fp32": {"images_per_s": 4788.2}, "seed": {"images_per_s": 1906.0}},
+        "default_run": {"by_precision": {"fp32": {"ratio": 2.512}}}}))
+    (art / "bench_small_data.json").write_text(json.dumps({"rows": [
+        {"dataset": "mnist", "subset": 1000, "epochs": 3, "mnist_edge_acc": 0.9512, "seed_acc": {"seednet": 0.9001}}]}))
+    (art / "predict_cold_start.json").write_text(json.dumps({"runs": 5, "wall_s_p50": 0.254, "peak_rss_mb": 73.4}))
+    (art / "serve_load.json").write_text(json.dumps({"requests": 3000, "completed": 3000, "failed": 0, "clients": 16,
+                                                     "workers": 1, "req_per_s": 87.9,
+                                                     "latency_ms": {"p50": 179.2, "p99": 321.0}}))
+    assert _report(runner, art).exit_code == 0
+    suite = _sections((art / "report.html").read_text())["suite"]
+    assert "mnist-edge fp32 4,788 images/s, seed 1,906 images/s; mnist-edge / seed: 2.51x (fp32)" in suite
+    assert "<td>mnist-edge 95.12%; seed seednet 90.01%</td>" in suite
+    assert "0.25 s wall (median of 5), 73 MB peak RSS" in suite
+    assert "0 failed, 87.9 requests/s, p50 179 ms, p99 321 ms" in suite
+    assert "<code>bench_train.json</code>, " in suite and "AVX2 only" in suite  # the file's CPU kind
+    assert suite.count("(file time), CPU kind not recorded") == 3  # the other three record no CPU: said so
+    (art / "serve_load.json").write_text(json.dumps({"requests": 3000}))
+    _one_line_error(_report(runner, art), "serve_load.json", "'clients'")

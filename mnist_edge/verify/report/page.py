@@ -335,6 +335,17 @@ def _tune(t: Tune | None, folder: Path) -> Section:
     return s
 
 
+def _extras(extras: list[src.Extra]) -> Section:
+    s = Section("suite", "Training, predict and serve benchmarks (`make bench`)")
+    if not extras:
+        s.not_run = "`make bench-training bench`"
+        return s
+    s.sources = list({e.source.file: e.source for e in extras}.values())
+    s.blocks.append(Table(["what", "measured", "from"], [[e.what, e.measured, f"`{e.source.file}`, "
+                                                           f"{e.source.short()}"] for e in extras]))
+    return s
+
+
 def _where(sources: list[Provenance]) -> Section:
     s = Section("where", "Where each result was measured")
     s.blocks.append(Table(["file", "date", "CPU", "features", "load", "versions"],
@@ -356,7 +367,8 @@ def build(folder: Path) -> Document:
     _need_folder(folder)
     training, check, bench, tune = (src.read_training(folder), src.read_check(folder), src.read_bench(folder),
                                     src.read_tune(folder))
-    if not any((training, check, bench, tune)):
+    extras = src.read_extras(folder)
+    if not any((training, check, bench, tune, extras)):
         raise ReportError(f"{folder}: no results to report (none of {src.METRICS}, {src.CHECK}, {src.BENCH}, "
                           f"{src.TUNE}; run `make all`)")
     sections = []
@@ -365,8 +377,9 @@ def build(folder: Path) -> Document:
                           [summary_table(check, bench)])
         sections.append(summary)
     sections += [_training(training, folder), _check(check, folder), _bench(bench, folder),
-                 _footprints(bench, check, folder), _tune(tune, folder)]
-    sections.append(_where([p.source for p in (training, check, bench, tune) if p is not None]))
+                 _footprints(bench, check, folder), _tune(tune, folder), _extras(extras)]
+    files = [p.source for p in (training, check, bench, tune) if p is not None]
+    sections.append(_where(files + list({e.source.file: e.source for e in extras}.values())))
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return Document(f"mnist-edge report: {folder}", folder, now, sections)
 

@@ -445,3 +445,71 @@ def _tune(data: dict, path: Path) -> Tune:
 
 def read_tune(folder: Path) -> Tune | None:
     return _parsed(folder / TUNE, "mnist-edge tune", _tune)
+
+
+# --- the benchmark suite's own files (make bench, make bench-training) ----------------------------
+
+EXTRAS = ("bench_train.json", "bench_small_data.json", "predict_cold_start.json", "serve_load.json")
+
+
+@dataclass
+class Extra:
+    """One measured line of a benchmark file: what, the figure, and the file it came from."""
+
+    source: Provenance
+    what: str
+    measured: str
+
+
+def _ips(v: float) -> str:
+    return f"{v:,.0f} images/s"
+
+
+def _train_lines(d: dict) -> list[tuple[str, str]]:
+    loops = _dict(d, "loops") or {k: d[k] for k in ("mnist_edge", "seed") if isinstance(d.get(k), dict)}
+    if not loops:
+        raise _Bad("no 'loops'")
+    speeds = ", ".join(f"{name.replace('_', '-')} {_ips(_num(r, 'images_per_s'))}" for name, r in loops.items())
+    by = (_dict(_dict(d, "default_run") or {}, "by_precision") or {})
+    ratios = [f"{_num(r, 'ratio'):.2f}x ({p})" for p, r in by.items()] or (
+        [f"{_num(d, 'ratio'):.2f}x"] if "ratio" in d else [])
+    threads = f", {d['threads']} threads" if isinstance(d.get("threads"), int) else ""
+    return [(f"training throughput, mnist-edge loop vs a seed-style loop{threads}",
+             speeds + (f"; mnist-edge / seed: {', '.join(ratios)}" if ratios else ""))]
+
+
+def _small_data_lines(d: dict) -> list[tuple[str, str]]:
+    out = []
+    for r in _list(d, "rows"):
+        seeds = _dict(r, "seed_acc") or {}
+        seed = ", ".join(f"seed {arch} {100 * _num(seeds, arch):.2f}%" for arch in seeds)
+        out.append((f"small data: {_str(r, 'dataset')}, {int(_num(r, 'subset')):,} images x {int(_num(r, 'epochs'))} "
+                    "epoch(s)", f"mnist-edge {100 * _num(r, 'mnist_edge_acc'):.2f}%" + (f"; {seed}" if seed else "")))
+    return out
+
+
+def _cold_start_lines(d: dict) -> list[tuple[str, str]]:
+    return [("`mnist-edge predict digit.png` cold start (whole process)",
+             f"{_num(d, 'wall_s_p50'):.2f} s wall (median of {int(_num(d, 'runs'))}), "
+             f"{_num(d, 'peak_rss_mb'):.0f} MB peak RSS")]
+
+
+def _serve_lines(d: dict) -> list[tuple[str, str]]:
+    lat = _dict(d, "latency_ms") or {}
+    p = ", ".join(f"{k} {_num(lat, k):.0f} ms" for k in ("p50", "p99") if k in lat)
+    return [(f"`mnist-edge serve` under {int(_num(d, 'requests')):,} requests from {int(_num(d, 'clients'))} "
+             f"clients, {int(_num(d, 'workers', 1))} worker(s)",
+             f"{int(_num(d, 'failed'))} failed, {_num(d, 'req_per_s'):.1f} requests/s" + (f", {p}" if p else ""))]
+
+
+_EXTRA_LINES = dict(zip(EXTRAS, (_train_lines, _small_data_lines, _cold_start_lines, _serve_lines), strict=True))
+
+
+def read_extras(folder: Path) -> list[Extra]:
+    """The lines of every benchmark-suite file present in `folder`, in EXTRAS order."""
+    out: list[Extra] = []
+    for name in EXTRAS:
+        lines = _parsed(folder / name, "make bench",
+                        lambda d, p, name=name: [Extra(provenance(d, p), *w) for w in _EXTRA_LINES[name](d)])
+        out += lines or []
+    return out
