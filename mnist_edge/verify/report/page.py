@@ -211,7 +211,7 @@ def _check(c: Check | None, folder: Path) -> Section:
                            "Δ acc (pts)", "bit-exact", "result"], rows, numeric=(1, 2, 3, 4, 5)))
     for name, layers in c.per_layer.items():
         if isinstance(layers, str):
-            s.blocks.append(Text(f"Per-layer error of `{Path(name).name}`: {layers}."))
+            s.blocks.append(Text(f"`{Path(name).name}`: {layers}."))
         else:
             s.blocks.append(_layer_table(layers, f"Per-layer int8 error of {Path(name).name} against the fp32 model"))
     return s
@@ -412,7 +412,7 @@ def markdown(doc: Document) -> str:
             out += [f"Not run: {s.not_run} writes it.", ""]
             continue
         if s.key != "where":
-            out += [_md_source(p) for p in s.sources] + [""]
+            out += [line for p in s.sources for line in (_md_source(p), "")]
         for b in s.blocks:
             if isinstance(b, Text):
                 out += [b.text, ""]
