@@ -297,7 +297,9 @@ def test_a_failing_check_shows_in_the_summary_and_parity(tmp_path, runner):
     assert "99.68% (FAIL)" in sec["summary"]
 
 
-def test_check_writes_check_json_that_the_report_reads(tmp_path, runner):
+def test_check_writes_check_json_that_the_report_reads(tmp_path, runner, monkeypatch):
+    from mnist_edge.core import fileio
+
     from .conftest import random_onnx_run
 
     art, data = random_onnx_run(tmp_path, n_test=32)
@@ -310,6 +312,14 @@ def test_check_writes_check_json_that_the_report_reads(tmp_path, runner):
     assert _report(runner, art).exit_code == 0
     sec = _sections((art / "report.html").read_text())
     assert "<td>onnx</td>" in sec["parity"] and "Not run" in sec["bench"]
+
+    def refuse(path, obj):
+        raise fileio.WriteError(f"{path}: could not be written (Read-only file system)")
+
+    monkeypatch.setattr(fileio, "write_json", refuse)  # a folder that cannot be written is still checked
+    res = runner.invoke(cli, ["check", "--artifacts", str(art), "--data-dir", str(data)])
+    assert res.exit_code == 0 and f"warning: {art / 'check.json'}: could not be written" in res.output, res.output
+    assert "all formats pass" in res.output
 
 
 # --- in Chromium -----------------------------------------------------------------------------------
