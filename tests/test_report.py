@@ -212,6 +212,7 @@ def test_missing_files_say_not_run_with_the_command(tmp_path, runner):
     sec = _sections((art / "report.html").read_text())
     assert f"Not run: <code>mnist-edge train --out {art}</code>" in sec["training"]
     assert "99.71%" in sec["summary"] and "0.073" in sec["summary"]
+    assert "top-1 agreement, max |Δlogit| and bit-exact: not run (<code>mnist-edge check</code>" in sec["summary"]
 
 
 def test_a_missing_figure_is_named(tmp_path, runner):

@@ -135,6 +135,10 @@ def summary_table(check: Check | None, bench: Bench | None) -> Table:
         notes.append(f"{b + ' latency, throughput and size: ' if b else ''}`mnist-edge bench`, {bench.source.short()}"
                      + (", ~ marks a p50 whose 95% interval is wider than ±10%" if any(p.noisy for p in bench.points)
                         else ""))
+    if not bench:
+        notes.append("latency, throughput and size: not run (`mnist-edge bench` measures them)")
+    if not check:
+        notes.append("top-1 agreement, max |Δlogit| and bit-exact: not run (`mnist-edge check` measures them)")
     if check and bench and check.source.kind != bench.source.kind:
         notes.append(f"check and bench ran on different CPU kinds ({check.source.kind}; {bench.source.kind})")
     return Table(header, rows, numeric=(1, 2, 3, 5, 6, 7), notes=notes)
