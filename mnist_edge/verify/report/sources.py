@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mnist_edge.core.errors import MnistEdgeError
-from mnist_edge.core.metadata import VERSIONED
 
 # The files each command writes into the artifacts folder (the writers' names; tests hold them equal).
 METRICS = "metrics.json"  # mnist-edge train
@@ -145,6 +144,8 @@ class Provenance:
         return ", ".join(f"{k} {v}" for k, v in self.versions.items()) or "versions not recorded"
 
 
+# bench's `machine` (verify/bench/report.py machine_info): these keys say where; every other text value is a version
+_NOT_VERSIONS = {"cpu", "cpu_info", "cores", "threads", "platform", "date", "load_avg_1m"}
 _DESCRIBED = re.compile(r"^(?P<model>.*) \((?P<kind>[^()]*)\)$")  # core.cpu.describe(): "model (kind)"
 
 
@@ -175,7 +176,7 @@ def provenance(data: dict, path: Path) -> Provenance:
         mtime = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
         shown = mtime.strftime("%Y-%m-%d %H:%M UTC")
     versions = data.get("versions") if isinstance(data.get("versions"), dict) else {}
-    versions = {**versions, **{k: machine[k] for k in ("mnist_edge", "python", *VERSIONED) if k in machine}}
+    versions = {**versions, **{k: v for k, v in machine.items() if k not in _NOT_VERSIONS and isinstance(v, str)}}
     features = info.get("features") if isinstance(info.get("features"), list) else []
     load = machine.get("load_avg_1m")
     return Provenance(path.name, shown, date is not None and _format_date(str(date)) is not None,
