@@ -91,10 +91,15 @@ def write_bench(folder: Path) -> None:
             _bench_row("onnx", 1, 0.0731, 419_306), _bench_row("onnx", 256, 14.25, 419_306),
             _bench_row("onnx-int8", 1, 0.0612, 120_722), _bench_row("onnx-int8", 256, 10.87, 120_722),
             _bench_row("c-int8", 1, 0.420, 501_000, c_fp)]
+    device = {"format": "c-int8@cortex-m4", "device": "cortex-m4", "board": "mps2-an386", "core": "cortex-m4",
+              "images": 20, "instructions_mean": 8428334.0, "flash_bytes": 109784, "ram_bytes": 11368,
+              "stack_bytes": 1024, "compiler": "arm-none-eabi-gcc 12.2", "clock_mhz": 168.0, "ms_estimate": 50.17}
     report = BenchReport(machine=_machine(BENCH_DATE), results=rows,
                          verdict={"batch_size": 1, "fastest": "onnx-int8", "runner_up": "onnx", "ratio": 1.19,
                                   "ci": [1.12, 1.34], "tie": False})
-    (folder / "bench.json").write_text(json.dumps(report.to_json()))
+    data = report.to_json()
+    data["devices"] = [device]  # emulated Cortex-M rows, where bench ran them
+    (folder / "bench.json").write_text(json.dumps(data))
     (folder / "bench.png").write_bytes(tiny_png(12, 5))
 
 
@@ -167,6 +172,8 @@ def test_report_has_every_section_with_its_numbers_and_inlined_figures(full, run
     assert "yes (integer reference)" in sec["parity"]
     assert "fastest <strong>onnx-int8</strong>, 1.19x onnx" in sec["bench"]
     assert "105.5 KB" in sec["devices"] and "cortex-m4f" in sec["devices"]  # 108,000 bytes of flash
+    assert "<td>cortex-m4 (mps2-an386)</td>" in sec["devices"] and "107.2 KB" in sec["devices"]
+    assert "8.428 M (≈50.2 ms at 168 MHz, estimated at one per cycle)" in sec["devices"]
     assert "per-tensor" in sec["tune"] and "accuracy drop 0.30 points" in sec["tune"]
     for key in ("parity", "tune"):  # the per-layer SQNR table, folded
         assert "<summary>Per-layer int8 error of model.int8.onnx" in sec[key]

@@ -292,11 +292,15 @@ def _footprints(b: Bench | None, c: Check | None, folder: Path) -> Section:
                 rows.append([str(d.get("format", "?")), str(d.get("device", "–")), "–", "–", "–", "–",
                              f"skipped: {d['skipped']}"])
                 continue
-            ins = d.get("instructions_mean")
-            rows.append([str(d.get("format", "?")), str(d.get("board", d.get("device", "–"))),
-                         _kb(d.get("flash_bytes")), _kb(d.get("ram_bytes")), _kb(d.get("stack_bytes")),
-                         f"{ins / 1e6:.3f} M" if isinstance(ins, (int, float)) else "–",
-                         str(d.get("compiler", "emulated (QEMU)"))])
+            ins, ms, mhz = d.get("instructions_mean"), d.get("ms_estimate"), d.get("clock_mhz")
+            count = f"{ins / 1e6:.3f} M" if isinstance(ins, (int, float)) else "–"
+            if isinstance(ms, (int, float)) and isinstance(mhz, (int, float)):
+                count += f" (≈{ms:.1f} ms at {mhz:g} MHz, estimated at one per cycle)"
+            core, board = d.get("core") or d.get("device"), d.get("board")
+            where = f"{core} ({board})" if core and board else str(core or board or "–")
+            rows.append([str(d.get("format", "?")), where,
+                         _kb(d.get("flash_bytes")), _kb(d.get("ram_bytes")), _kb(d.get("stack_bytes")), count,
+                         f"{d.get('compiler', '–')}; emulated in QEMU"])
     skipped = [r for r in (c.rows if c else []) if r.skipped and r.format not in {row[0] for row in rows}]
     rows += [[r.format, "–", "–", "–", "–", "–", f"check skipped it: {r.skipped}"] for r in skipped]
     if not rows:
