@@ -295,12 +295,12 @@ def _footprints(b: Bench | None, c: Check | None, folder: Path) -> Section:
             ins, ms, mhz = d.get("instructions_mean"), d.get("ms_estimate"), d.get("clock_mhz")
             count = f"{ins / 1e6:.3f} M" if isinstance(ins, (int, float)) else "–"
             if isinstance(ms, (int, float)) and isinstance(mhz, (int, float)):
-                count += f" (≈{ms:.1f} ms at {mhz:g} MHz, estimated at one per cycle)"
+                count += f" (≈{ms:.1f} ms at {mhz:g} MHz)"
             core, board = d.get("core") or d.get("device"), d.get("board")
             where = f"{core} ({board})" if core and board else str(core or board or "–")
             rows.append([str(d.get("format", "?")), where,
                          _kb(d.get("flash_bytes")), _kb(d.get("ram_bytes")), _kb(d.get("stack_bytes")), count,
-                         f"{d.get('compiler', '–')}; emulated in QEMU"])
+                         str(d.get("compiler", "–"))])
     skipped = [r for r in (c.rows if c else []) if r.skipped and r.format not in {row[0] for row in rows}]
     rows += [[r.format, "–", "–", "–", "–", "–", f"check skipped it: {r.skipped}"] for r in skipped]
     if not rows:
@@ -309,7 +309,8 @@ def _footprints(b: Bench | None, c: Check | None, folder: Path) -> Section:
         return s
     s.sources = [p.source for p in (b, c if skipped else None) if p is not None]
     s.blocks.append(Text("Flash and RAM a microcontroller needs, from the linked or cross-compiled build; "
-                         "instructions are counted on an emulated core (not host time)."))
+                         "instructions are counted on a core emulated in QEMU (not host time); a time at a clock "
+                         "is an estimate from them at one instruction per cycle."))
     s.blocks.append(Table(["format", "target", "flash", "RAM", "stack", "instructions / inference", "built with"],
                           rows, numeric=(2, 3, 4, 5)))
     return s
@@ -443,7 +444,7 @@ section{background:#fff;border:1px solid #dde1e6;border-radius:8px;padding:16px 
 .wrap{overflow-x:auto;margin:8px 0 12px}
 table{border-collapse:collapse;font-size:.86em;font-variant-numeric:tabular-nums}
 th,td{border-bottom:1px solid #e6e9ed;padding:4px 9px;text-align:left;vertical-align:top}
-th{background:#f0f2f5;font-weight:600;white-space:nowrap}td.n,th.n{text-align:right;white-space:nowrap}td:nth-child(2){white-space:nowrap}
+th{background:#f0f2f5;font-weight:600;white-space:nowrap}td.n,th.n{text-align:right;white-space:nowrap}td:first-child,td:nth-child(2){white-space:nowrap}
 tbody tr:hover{background:#f7f9fc}.notes{color:#5b6570;font-size:.84em;margin:2px 0 0}
 .fail{color:#b3261e;font-weight:600}
 .figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:16px;align-items:start;margin:12px 0}
