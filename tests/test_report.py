@@ -90,7 +90,7 @@ def write_bench(folder: Path) -> None:
     rows = [_bench_row("pytorch", 1, 0.477, 1_692_697), _bench_row("pytorch", 256, 26.1, 1_692_697),
             _bench_row("onnx", 1, 0.0731, 419_306), _bench_row("onnx", 256, 14.25, 419_306),
             _bench_row("onnx-int8", 1, 0.0612, 120_722), _bench_row("onnx-int8", 256, 10.87, 120_722),
-            _bench_row("c-int8", 1, 0.420, 501_000, c_fp)]
+            _bench_row("c-int8", 1, 0.420, 501_000, c_fp), _bench_row("tflite", 1, 0.071, 421_000)]
     device = {"format": "c-int8@cortex-m4", "device": "cortex-m4", "board": "mps2-an386", "core": "cortex-m4",
               "images": 20, "instructions_mean": 8428334.0, "flash_bytes": 109784, "ram_bytes": 11368,
               "stack_bytes": 1024, "compiler": "arm-none-eabi-gcc 12.2", "clock_mhz": 168.0, "ms_estimate": 50.17}
@@ -241,7 +241,8 @@ def test_readme_table_is_the_reports_table(full, runner):
     assert lines[0].startswith("| format | accuracy¹ | top-1 agreement¹ | max \\|Δlogit\\|¹ | bit-exact¹ | p50 ms @1² "
                                "| images/s @256² | size² |")
     rows = {ln.split(" | ")[0].strip("| "): ln for ln in lines[2:] if ln.startswith("|")}
-    assert list(rows) == ["pytorch (reference)", "onnx", "onnx-int8", "c-int8"]
+    assert list(rows) == ["pytorch (reference)", "onnx", "onnx-int8", "c-int8", "tflite"]
+    assert rows["tflite"].startswith("| tflite | 99.71%² | – | – | – |")  # bench's accuracy: check did not see it
     assert rows["onnx-int8"] == ("| onnx-int8 | 99.68% | 99.93% | 7.6e-01 | yes (integer reference) | 0.061 | "
                                  "23,551 | 117.9 KB |")
     assert rows["c-int8"].split(" | ")[4] == "yes (onnx-int8)" and rows["c-int8"].endswith("| – | 489.3 KB |")
@@ -363,7 +364,7 @@ def test_report_renders_in_chromium_with_every_image_and_no_request(browser, ful
     assert len(images) == 8 and all(done and w > 0 and h > 0 for done, w, h in images), images
     assert page_.locator("h1").inner_text().startswith("mnist-edge report")
     assert page_.locator("section").count() == 8 and page_.locator("section#bench table").count() == 2
-    assert page_.locator("section#summary tbody tr").count() == 4
+    assert page_.locator("section#summary tbody tr").count() == 5
     assert elsewhere == [] and errors == []
     assert url in requests  # the watch sees the page's own request...
     assert all(urlsplit(u).scheme in ("file", "data") for u in requests), requests  # ...and nothing else left it

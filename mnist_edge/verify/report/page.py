@@ -123,7 +123,8 @@ def summary_table(check: Check | None, bench: Bench | None) -> Table:
             a, z = bench.point(f, small), bench.point(f, large)
             timed = [("~" if a.noisy else "") + f"{a.p50_ms:.3f}" if a else "–",
                      f"{z.throughput_ips:,.0f}" if z else "–", _size(first.size_bytes)]
-            rows_by[f] = (rows_by.get(f) or [f, _pct(first.accuracy), "–", "–", "–"]) + timed
+            # a format check did not see: its accuracy is bench's, marked as such
+            rows_by[f] = (rows_by.get(f) or [f, _pct(first.accuracy) + (b if check else ""), "–", "–", "–"]) + timed
     rows = [r + ["–"] * (len(header) - len(r)) for r in rows_by.values()]
     notes = []
     if check:
