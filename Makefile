@@ -11,9 +11,9 @@ export MNIST_EDGE_DATA
 STAMP  := $(VENV)/.installed
 TRAIN_INPUTS := $(wildcard mnist_edge/pytorch/*.py) $(addprefix mnist_edge/core/,data.py metadata.py settings.py archs.py)
 
-.PHONY: all install train export check bench bench-training test lint clean help default-model toolchains web-vendor
+.PHONY: all install train export check bench bench-training report test lint clean help default-model toolchains web-vendor
 
-all: check bench-training bench  ## install, train, export, check parity, benchmark
+all: check bench-training bench report  ## install, train, export, check parity, benchmark, then the report
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -77,6 +77,10 @@ bench: $(ART)/.exported $(ART)/.bench-training  ## latency, throughput, size and
 	  $(addprefix --ignore=,$(TRAIN_BENCHES)) --benchmark-json=$(ART)/benchmarks.json
 	$(BIN)/mnist-edge bench --artifacts $(ART)
 	@cat $(ART)/bench.md
+
+# Reads only the result files already in $(ART) (what was not run says so): last in `make all`.
+report: $(STAMP)  ## artifacts/report.html and report.md: one page of the run's results and figures
+	$(BIN)/mnist-edge report --artifacts $(ART)
 
 default-model: $(ART)/.exported  ## (maintainers) this run's verified ONNX model becomes the shipped default in the source tree
 	$(BIN)/python tools/ship_default_model.py $(ART) mnist_edge/edge/assets

@@ -16,7 +16,7 @@ from mnist_edge.core.errors import MnistEdgeError
 
 # Command name -> module in this package: listed here so that the group knows them without importing.
 COMMANDS = {name: name for name in
-            ("train", "evaluate", "export", "tune", "check", "bench", "predict", "info", "serve", "models")}
+            ("train", "evaluate", "export", "tune", "check", "bench", "report", "predict", "info", "serve", "models")}
 
 
 class _UserError(click.ClickException):

@@ -11,6 +11,7 @@ from mnist_edge.cli import options
 from mnist_edge.core.settings import TUNE_FORMATS, TuneSettings
 
 PER_LAYER_IMAGES = TuneSettings.layer_images  # training images (export's seeded pick), as tune measures
+RESULT_FILE = "check.json"  # in the artifacts folder: what --json prints, with the machine it ran on
 
 
 def table_of_layers(rows: list[dict]) -> str:
@@ -63,10 +64,13 @@ def command(artifacts, checkpoint_path, per_layer, devices, data_dir, as_json, a
 
     from mnist_edge.core.data import load_test_split
     from mnist_edge.core.errors import MnistEdgeError
+    from mnist_edge.core.fileio import WriteError, write_json
     from mnist_edge.core.formats import CHECKPOINT, FORMATS, exported_present, load_checkpoint
+    from mnist_edge.verify.bench.report import machine_info
     from mnist_edge.verify.parity import check_folder, reference, table
 
     artifacts = Path(artifacts)
+    machine = machine_info(threads=None)  # at the start: the run's date, and the load others put on the machine
     if not exported_present(artifacts):
         raise MnistEdgeError(f"{artifacts}: no exported models to check (run `mnist-edge export`)")
     ref_rt = load_checkpoint(checkpoint_path or artifacts / FORMATS[CHECKPOINT].filename)
@@ -74,12 +78,17 @@ def command(artifacts, checkpoint_path, per_layer, devices, data_dir, as_json, a
     tol = options.tolerances_of(atol, min_agreement_int8, max_acc_drop_int8, min_agreement_reference)
     report = check_folder(ref, artifacts, tol, devices)
     layers = _per_layer(artifacts, ref_rt.metadata, data_dir) if per_layer else {}
+    result = {**report.to_json(), **({"per_layer": layers} if per_layer else {})}
+    try:  # the record `mnist-edge report` reads; a read-only folder is still checked
+        write_json(artifacts / RESULT_FILE, {**result, "machine": machine})
+    except WriteError as e:
+        click.echo(f"warning: {e}", err=True)
     if as_json:
-        click.echo(json.dumps({**report.to_json(), **({"per_layer": layers} if per_layer else {})}))
+        click.echo(json.dumps(result))
     else:
-        sizes = sorted({b for r in report.results for b in r.batch_sizes})
         from mnist_edge.core.cpu import describe
 
+        sizes = sorted({b for r in report.results for b in r.batch_sizes})
         click.echo(f"parity against {ref_rt.path} on {len(ref.labels):,} test images "
                    f"(batches of {', '.join(map(str, sizes))}, as each format takes) and 4 edge inputs, "
                    f"on {describe()}")
