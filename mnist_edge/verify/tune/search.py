@@ -152,7 +152,11 @@ class TuneResult:
     files: list[Path] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"settings": self.settings, "cpu": cpu_info(), "reference_accuracy": self.reference_accuracy,
+        import datetime
+
+        return {"settings": self.settings, "cpu": cpu_info(),
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "reference_accuracy": self.reference_accuracy,
                 "chosen": self.chosen.name, "recipe": self.chosen.recipe.to_dict(), "written": str(self.written),
                 "final": self.final, "excluded": self.excluded, "derived": self.derived,
                 "skipped": self.skipped, "seconds": round(self.seconds, 1),
