@@ -160,7 +160,7 @@ _ROWS = (
            note="plain C99 from the int8 ONNX model, no runtime, bit-exact with its integer reference"),
     # The C model's own folder, cross-compiled and run on emulated cores (QEMU): bit-exact with its host build.
     *(Format(f"c-int8@{core}", "c", "c", "mnist_edge.edge.runtimes.cortex_m:load", precision="int8", folder=True,
-             reference="c-int8", reference_max_abs_diff=0.0, device=core,
+             reference="c-int8", reference_max_abs_diff=0.0, exact_int8=True, device=core,
              prerequisite="mnist_edge.edge.runtimes.cortex_m:toolchain_problem",
              note=f"the C model on an emulated {board} (QEMU), bit-exact with its host build")
       for core, board in (("cortex-m4", "Cortex-M4 (mps2-an386)"), ("cortex-m7", "Cortex-M7 (mps2-an500)"),
