@@ -1,0 +1,34 @@
+"""Runs inside the emulated arm64 Python: `python -m mnist_edge.edge.arm64.worker MODEL X.npy OUT.npy BATCH THREADS`.
+
+Loads MODEL with the host's own loader (mnist_edge.core.formats), runs the normalised images of X.npy
+in batches of BATCH, saves the logits to OUT.npy and prints one JSON line of timings. Torch-free: the
+userland has only numpy, onnxruntime and ai-edge-litert.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def main(argv: list[str]) -> int:
+    t0 = time.perf_counter()
+    model, x_path, out_path, batch, threads = argv
+    import numpy as np
+
+    from mnist_edge.core.formats import load_runtime
+    from mnist_edge.core.scores import run_batched
+
+    rt = load_runtime(model, int(threads))
+    x = np.load(x_path)
+    t1 = time.perf_counter()
+    logits = run_batched(rt, x, int(batch)) if len(x) else np.zeros((0, len(rt.metadata.class_names)), np.float32)
+    t2 = time.perf_counter()
+    np.save(out_path, logits.astype(np.float32))
+    print(json.dumps({"load_s": t1 - t0, "run_s": t2 - t1}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
