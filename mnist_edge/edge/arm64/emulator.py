@@ -1,8 +1,9 @@
-"""Run a model file on an emulated ARM core: QEMU user mode, the cached arm64 userland, one process per run.
+"""Run a model file on an emulated ARM core: QEMU user mode and the cached arm64 userland.
 
 The host writes the images to a .npy, starts `qemu-aarch64-static -cpu CORE` on the arm64 Python with
 worker.py, which loads the model with the same loader as the host (mnist_edge.core.formats) and writes
-the logits to a .npy. No binfmt_misc is needed: QEMU is started directly, with QEMU_LD_PREFIX naming
+the logits to a .npy. One process takes a whole set of images; a large set is split between one
+process per host core. No binfmt_misc is needed: QEMU is started directly, with QEMU_LD_PREFIX naming
 a per-run root whose /proc/cpuinfo describes the chosen core (onnxruntime's cpuinfo library reads it;
 the host's x86 one crashes it) and whose other folders are the cached userland's.
 """
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,40 +135,63 @@ class EmulatedRun:
     model: str
     logits: np.ndarray
     batch: int
-    wall_s: float  # the whole process: emulator start, imports, model load, every image
-    load_s: float  # inside the emulator: imports and model load
-    run_s: float  # inside the emulator: the images alone
+    wall_s: float  # start to finish: emulator start, imports, model load, every image
+    load_s: float  # inside the emulator: imports and model load (the slowest process's)
+    run_s: float  # inside the emulator: the images alone, summed over the processes
+    processes: int = 1  # emulated processes that shared the images, side by side
 
     @property
     def per_image_s(self) -> float:
         return self.run_s / max(1, len(self.logits))
 
 
+MIN_CHUNK = 500  # images per emulated process at least: each pays ~3-10 s of start-up and model load
+
+
+def processes_for(n: int) -> int:
+    """How many emulated processes share n images: one per host core this process may use, MIN_CHUNK each."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, n // MIN_CHUNK))
+
+
 def run(model: str | os.PathLike, x: np.ndarray, cpu: str = DEFAULT_CPU, batch: int = 1, threads: int = 1,
-        timeout_s: float | None = None, land: ul.Userland | None = None) -> EmulatedRun:
-    """Logits of `model` on normalised images x (N, 1, 28, 28), all in one emulated process."""
+        timeout_s: float | None = None, processes: int | None = None, land: ul.Userland | None = None) -> EmulatedRun:
+    """Logits of `model` on normalised images x (N, 1, 28, 28): contiguous slices, one emulated process each."""
     cpu = check_cpu(cpu)
     land = land or ul.current()
     why = ul.problem(land)
     if why:
         raise Unavailable(why)
     model = Path(model).resolve()
+    k = processes or processes_for(len(x))
+    bounds = np.linspace(0, len(x), k + 1).astype(int)
     with tempfile.TemporaryDirectory(prefix="mnist-edge-arm64-") as t:
         tmp = Path(t)
-        np.save(tmp / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
-        env = {"QEMU_LD_PREFIX": str(_run_root(tmp, land, cpu)), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
-               "PYTHONPATH": f"{_package_path(tmp)}:{land.site}", "PYTHONNOUSERSITE": "1", "HOME": str(tmp)}
-        cmd = [shutil.which(ul.QEMU) or ul.QEMU, "-cpu", cpu, str(land.python), "-m", "mnist_edge.edge.arm64.worker",
-               str(model), str(tmp / "x.npy"), str(tmp / "logits.npy"), str(batch), str(threads)]
+        root, py = _run_root(tmp, land, cpu), _package_path(tmp)
         t0 = time.perf_counter()
-        try:
-            res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            raise EmulationError(f"{model}: no result on emulated {cpu} within {timeout_s:.0f} s") from None
+        with ThreadPoolExecutor(k) as pool:  # each thread waits on one QEMU process
+            parts = list(pool.map(lambda i: _one(model, x[bounds[i]:bounds[i + 1]], cpu, batch, threads, timeout_s,
+                                                 land, root, py, tmp / f"part{i}"), range(k)))
         wall = time.perf_counter() - t0
-        if res.returncode != 0 or not (tmp / "logits.npy").is_file():
-            detail = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
-            raise EmulationError(f"{model}: failed on emulated {cpu} ({detail[:200]})")
-        timing = json.loads(res.stdout.strip().splitlines()[-1])
-        logits = np.load(tmp / "logits.npy")
-    return EmulatedRun(cpu, str(model), logits, batch, wall, timing["load_s"], timing["run_s"])
+    logits = np.concatenate([p[0] for p in parts])
+    return EmulatedRun(cpu, str(model), logits, batch, wall, max(p[1]["load_s"] for p in parts),
+                       sum(p[1]["run_s"] for p in parts), k)
+
+
+def _one(model: Path, x: np.ndarray, cpu: str, batch: int, threads: int, timeout_s: float | None,
+         land: ul.Userland, root: Path, py: Path, tmp: Path) -> tuple[np.ndarray, dict]:
+    """One emulated process on one slice: (logits, its timings)."""
+    tmp.mkdir()
+    np.save(tmp / "x.npy", np.ascontiguousarray(x, dtype=np.float32))
+    env = {"QEMU_LD_PREFIX": str(root), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+           "PYTHONPATH": f"{py}:{land.site}", "PYTHONNOUSERSITE": "1", "HOME": str(tmp)}
+    cmd = [shutil.which(ul.QEMU) or ul.QEMU, "-cpu", cpu, str(land.python), "-m", "mnist_edge.edge.arm64.worker",
+           str(model), str(tmp / "x.npy"), str(tmp / "logits.npy"), str(batch), str(threads)]
+    try:
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise EmulationError(f"{model}: no result on emulated {cpu} within {timeout_s:.0f} s") from None
+    if res.returncode != 0 or not (tmp / "logits.npy").is_file():
+        detail = (res.stderr.strip().splitlines() or [f"exit status {res.returncode}"])[-1]
+        raise EmulationError(f"{model}: failed on emulated {cpu} ({detail[:200]})")
+    return np.load(tmp / "logits.npy"), json.loads(res.stdout.strip().splitlines()[-1])
