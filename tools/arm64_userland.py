@@ -29,11 +29,28 @@ MIRROR = os.environ.get("MNIST_EDGE_DEBIAN_MIRROR", "http://deb.debian.org/debia
 # python3.11 (the interpreter and its standard library), the C++ runtime the wheels link against
 DEBS = ("python3.11", "libstdc++6", "libgcc-s1")
 # bookworm's glibc is 2.36: every manylinux tag up to it (pip takes only the tags it is given)
+LAST_LOG = ul.cache_root() / "last-build.log"  # what a failed build leaves behind
 PLATFORMS = [f"manylinux_2_{minor}_aarch64" for minor in range(36, 16, -1)] + ["manylinux2014_aarch64"]
+
+
+APT = (("qemu-aarch64-static", "qemu-user-static"), ("debootstrap", "debootstrap"), ("dpkg-deb", "dpkg"))
 
 
 class Unavailable(Exception):
     """A tool, the mirror or the registry is not reachable: the build is skipped with one line."""
+
+
+def ensure_tools() -> None:
+    """QEMU user mode and debootstrap, installed with apt where they are missing and apt can run."""
+    missing = [pkg for cmd, pkg in APT if shutil.which(cmd) is None]
+    if not missing:
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        for args in (["update", "-q"], ["install", "-y", "-q", "--no-install-recommends", *missing]):
+            subprocess.run(["apt-get", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    still = [pkg for cmd, pkg in APT if shutil.which(cmd) is None]
+    if still:
+        raise Unavailable(f"{', '.join(still)} missing and not installable with apt here")
 
 
 def run(cmd: list[str], what: str, log: Path) -> None:
@@ -43,24 +60,20 @@ def run(cmd: list[str], what: str, log: Path) -> None:
         res = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT)
     if res.returncode != 0:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
-        raise Unavailable(f"{what} failed (exit {res.returncode}: {tail[0][:160]}; log {log})")
+        raise Unavailable(f"{what} failed (exit {res.returncode}: {tail[0][:160]}; log {LAST_LOG})")
 
 
 def debian_root(root: Path, log: Path) -> None:
-    if shutil.which("debootstrap") is None:
-        raise Unavailable("debootstrap not found (Debian: apt-get install debootstrap)")
-    if shutil.which("dpkg-deb") is None:
-        raise Unavailable("dpkg-deb not found")
     run(["debootstrap", "--arch=arm64", "--foreign", "--variant=minbase", f"--include={','.join(DEBS)}",
          ul.SUITE, str(root), MIRROR], f"debootstrap of Debian {ul.SUITE} arm64 from {MIRROR}", log)
     debs = sorted((root / "var/cache/apt/archives").glob("*.deb"))
     if not debs:
-        raise Unavailable(f"debootstrap left no .deb files in {root}/var/cache/apt/archives (log {log})")
+        raise Unavailable(f"debootstrap left no .deb files in {root}/var/cache/apt/archives (log {LAST_LOG})")
     for deb in debs:
         run(["dpkg-deb", "-x", str(deb), str(root)], f"unpacking {deb.name}", log)
         deb.unlink()  # 100 MB of archives the emulator never reads
     if not (root / "usr/bin" / f"python{ul.PYTHON}").is_file():
-        raise Unavailable(f"python{ul.PYTHON} missing from the unpacked root {root} (log {log})")
+        raise Unavailable(f"python{ul.PYTHON} missing from the unpacked root {root} (log {LAST_LOG})")
 
 
 def wheels(site: Path, versions: dict[str, str], log: Path) -> None:
@@ -79,6 +92,7 @@ def build(force: bool = False) -> ul.Userland:
     if (land.folder / ul.COMPLETE).is_file() and not force:
         print(f"arm64 userland: {land.folder} (cached)")
         return land
+    ensure_tools()
     ul.cache_root().mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=ul.cache_root()))
     log = tmp / "build.log"
@@ -102,7 +116,7 @@ def build(force: bool = False) -> ul.Userland:
 def _keep_log(tmp: Path, log: Path) -> None:
     """A failed build leaves only its log (cache_root()/last-build.log), not a half tree."""
     if log.is_file():
-        shutil.copyfile(log, ul.cache_root() / "last-build.log")
+        shutil.copyfile(log, LAST_LOG)
     shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -118,7 +132,7 @@ def main() -> int:
     try:
         build(force)
     except Unavailable as e:
-        print(f"arm64 userland not built: {e}; the ARM64 rows of `check --cpu` and their tests will skip")
+        print(f"arm64 userland not built: {e}; without one, the ARM64 rows of `check --cpu` and their tests skip")
     return 0
 
 

@@ -83,8 +83,7 @@ def problem(userland: Userland | None = None) -> str | None:
     if shutil.which(QEMU) is None:
         return f"{QEMU} not found (Debian: apt-get install qemu-user-static)"
     if not (userland.folder / COMPLETE).is_file():
-        why = (f"{userland.folder}/{COMPLETE} not found" if not userland.folder.is_dir()
-               else f"{userland.folder} is incomplete")
+        why = f"{userland.folder} {'is incomplete' if userland.folder.is_dir() else 'not found'}"
         return f"no emulated arm64 userland for these versions ({why}): {SETUP_HINT}"
     if not userland.python.is_file():
         return f"{userland.python}: not found in the arm64 userland: {SETUP_HINT}"
