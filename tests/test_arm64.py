@@ -177,10 +177,24 @@ def test_the_worker_computes_what_the_host_loader_does(tmp_path, capsys):
     np.save(tmp_path / "x.npy", x)
     assert arm_worker.main([str(SHIPPED), str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "2", "1"]) == 0
     timing = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert set(timing) == {"load_s", "run_s"}
+    assert set(timing) == {"load_s", "run_s", "features"}
     got = np.load(tmp_path / "y.npy")
     assert got.dtype == np.float32 and got.shape == (5, 10)
     np.testing.assert_array_equal(got, load_runtime(SHIPPED, 1).run(x))
+
+
+def test_the_shipped_model_on_an_emulated_cortex_a53():
+    """A few images through QEMU: the core without dotprod, whose ONNX Runtime kernels differ from the A76's."""
+    why = userland.problem()
+    if why:
+        pytest.skip(why)
+    from mnist_edge.core.formats import load_runtime
+
+    x = np.random.default_rng(1).normal(size=(3, 1, 28, 28)).astype(np.float32)
+    run = emulator.run(SHIPPED, x, "cortex-a53", batch=2)
+    assert run.features == ("asimd",)  # what QEMU's Cortex-A53 shows the runtime: NEON, no dotprod
+    assert run.logits.shape == (3, 10) and run.processes == 1
+    np.testing.assert_allclose(run.logits, load_runtime(SHIPPED, 1).run(x), atol=1e-4, rtol=0)
 
 
 def test_the_emulator_side_never_imports_torch():
@@ -258,4 +272,5 @@ def test_check_on_an_emulated_cortex_a76(arm64_models, runner):
         assert rows[f"{name} @ cortex-a76"]["top1_agreement"] == 1.0
     for name in ("onnx-int8", "tflite-int8"):  # the same integers as every other CPU
         assert rows[f"{name} @ cortex-a76"]["against"]["max_abs_diff"] == 0.0
+    assert all(r["features"] == ["asimd", "asimddp"] for r in rows.values())  # QEMU's A76: NEON and dotprod
     assert res.exit_code == 0 and report["passed"] and report["emulated"]["passed"]

@@ -1,16 +1,17 @@
 """`check --cpu CORE`: the ARM64 formats of an artifacts folder run on an emulated ARM core, as extra rows.
 
 Each ARM64 format present (those whose runtime has an aarch64 wheel in the emulated userland: ONNX
-and LiteRT) runs once on the core, on the test images and the 4 edge inputs in one emulated process,
-and is held to the same bars against PyTorch as the host's row. The int8 rows are also held bit for bit
-to what every CPU must compute: int8 ONNX to the exact integer reference of its QDQ graph, int8 LiteRT
-to the host's LiteRT (its kernels are integer-exact on every CPU). Emulation proves the arithmetic of
-the ARM kernels, not their speed; its timings are emulator time.
+and LiteRT) runs once on the core, on the test images and the 4 edge inputs (split between one
+emulated process per host core), and is held to the same bars against PyTorch as the host's row.
+The int8 rows are also held bit for bit to what every CPU must compute: int8 ONNX to the exact
+integer reference of its QDQ graph, int8 LiteRT to the host's LiteRT (XNNPACK requantizes the same
+way on x86 and ARM). Emulation proves the arithmetic of the ARM kernels, not their speed: its
+timings are the emulator's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def int8_reference(fmt: Format, path: Path, x: np.ndarray) -> tuple[str, np.ndar
         return None
     if fmt.loader == ONNX_LOADER:
         return onnx_int8_exact(path, x)
-    from mnist_edge.core.formats import load_runtime  # LiteRT's int8 kernels are integer-exact on every CPU
+    from mnist_edge.core.formats import load_runtime
 
     return f"host {fmt.name}", run_batched(load_runtime(path, 1), x, max(fmt.check_batch_sizes))
 
@@ -55,6 +56,7 @@ class EmulatedResult(FormatResult):
     images: int = 0
     wall_s: float = 0.0  # the emulated process: start, imports, model load, every image
     per_image_s: float = 0.0  # the images alone, divided by their number: emulator time, not device time
+    features: list[str] = field(default_factory=list)  # the hwcaps the emulated core showed the runtime
 
 
 def arm64_formats(artifacts: Path) -> list[tuple[Format, Path, str | None]]:
@@ -102,7 +104,7 @@ def check_on_core(ref: Reference, fmt: Format, path: Path, cpu: str, tol: Tolera
         accuracy=acc, accuracy_delta=acc - ref_acc, passed=not failures,
         edge_max_abs_diff=float(np.abs(edge_out.astype(np.float64) - ref.edge_logits).max()),
         batch_sizes=[batch], failures=failures, against=against, cpu=cpu, images=n, wall_s=run.wall_s,
-        per_image_s=run.per_image_s)
+        per_image_s=run.per_image_s, features=list(run.features))
 
 
 def check_cores(ref: Reference, artifacts: Path, cpus: list[str], tol: Tolerances | None = None,
@@ -144,5 +146,5 @@ def table(rows: list[EmulatedResult], skipped: list[str]) -> str:
                      f"{100 * r.accuracy:>9.2f}%{100 * r.accuracy_delta:>+8.2f}  {verdict}")
     lines.append("time under emulation (QEMU's speed on this host, not a device's):")
     lines += [f"  {r.format:<28}{1e3 * r.per_image_s:>8.1f} ms/image, {r.wall_s:.0f} s with start-up and model load"
-              for r in rows if r.images]
+              f" (features: {', '.join(r.features) or 'none'})" for r in rows if r.images]
     return "\n".join([*lines, *skipped])

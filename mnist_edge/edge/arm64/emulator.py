@@ -139,6 +139,7 @@ class EmulatedRun:
     load_s: float  # inside the emulator: imports and model load (the slowest process's)
     run_s: float  # inside the emulator: the images alone, summed over the processes
     processes: int = 1  # emulated processes that shared the images, side by side
+    features: tuple[str, ...] = ()  # what the emulated core advertises to the runtimes (hwcaps: asimd, asimddp, ...)
 
     @property
     def per_image_s(self) -> float:
@@ -175,7 +176,7 @@ def run(model: str | os.PathLike, x: np.ndarray, cpu: str = DEFAULT_CPU, batch: 
         wall = time.perf_counter() - t0
     logits = np.concatenate([p[0] for p in parts])
     return EmulatedRun(cpu, str(model), logits, batch, wall, max(p[1]["load_s"] for p in parts),
-                       sum(p[1]["run_s"] for p in parts), k)
+                       sum(p[1]["run_s"] for p in parts), k, tuple(parts[0][1].get("features", ())))
 
 
 def _one(model: Path, x: np.ndarray, cpu: str, batch: int, threads: int, timeout_s: float | None,

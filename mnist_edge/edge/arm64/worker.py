@@ -11,6 +11,22 @@ import json
 import sys
 import time
 
+# Bits of the auxiliary vector that choose ONNX Runtime's and XNNPACK's ARM kernels (Linux's hwcap.h).
+HWCAP = {16: {"asimd": 1 << 1, "asimddp": 1 << 20, "sve": 1 << 22},
+         26: {"i8mm": 1 << 13, "bf16": 1 << 14, "sme": 1 << 23}}  # 16: AT_HWCAP, 26: AT_HWCAP2
+
+
+def features() -> list[str]:
+    """The kernel-choosing features this (emulated) CPU advertises, from getauxval: what the runtimes see."""
+    import ctypes
+    import platform
+
+    if platform.machine() != "aarch64":  # the bits mean other things elsewhere
+        return []
+    getauxval = ctypes.CDLL(None).getauxval
+    getauxval.restype = ctypes.c_ulong
+    return [name for at, bits in HWCAP.items() for name, bit in bits.items() if getauxval(at) & bit]
+
 
 def main(argv: list[str]) -> int:
     t0 = time.perf_counter()
@@ -26,7 +42,7 @@ def main(argv: list[str]) -> int:
     logits = run_batched(rt, x, int(batch)) if len(x) else np.zeros((0, len(rt.metadata.class_names)), np.float32)
     t2 = time.perf_counter()
     np.save(out_path, logits.astype(np.float32))
-    print(json.dumps({"load_s": t1 - t0, "run_s": t2 - t1}))
+    print(json.dumps({"load_s": t1 - t0, "run_s": t2 - t1, "features": features()}))
     return 0
 
 
