@@ -274,3 +274,14 @@ def test_check_on_an_emulated_cortex_a76(arm64_models, runner):
         assert rows[f"{name} @ cortex-a76"]["against"]["max_abs_diff"] == 0.0
     assert all(r["features"] == ["asimd", "asimddp"] for r in rows.values())  # QEMU's A76: NEON and dotprod
     assert res.exit_code == 0 and report["passed"] and report["emulated"]["passed"]
+
+
+def test_a_corrupt_model_is_one_line_from_the_emulator(tmp_path):
+    why = userland.problem()
+    if why:
+        pytest.skip(why)
+    bad = tmp_path / "model.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(emulator.EmulationError) as e:
+        emulator.run(bad, np.zeros((1, 1, 28, 28), np.float32), "cortex-a72")
+    assert str(e.value).startswith(f"{bad}: failed on emulated cortex-a72 ({bad}: corrupt or not an ONNX model")

@@ -47,4 +47,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    from mnist_edge.core.errors import MnistEdgeError
+
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except MnistEdgeError as e:  # a bad model file: its one line, for the host to report
+        print(e, file=sys.stderr)
+        sys.exit(1)
