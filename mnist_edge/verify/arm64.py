@@ -55,7 +55,7 @@ class EmulatedResult(FormatResult):
     cpu: str = ""
     images: int = 0
     wall_s: float = 0.0  # the emulated process: start, imports, model load, every image
-    per_image_s: float = 0.0  # the images alone, divided by their number: emulator time, not device time
+    per_image_s: float = 0.0  # host CPU seconds of emulation per image: emulator time, not device time
     features: list[str] = field(default_factory=list)  # the hwcaps the emulated core showed the runtime
 
 
@@ -145,6 +145,6 @@ def table(rows: list[EmulatedResult], skipped: list[str]) -> str:
         lines.append(f"{r.format:<28}{r.max_abs_diff:>10.1e}{r.mean_abs_diff:>10.1e}{100 * r.top1_agreement:>12.2f}%"
                      f"{100 * r.accuracy:>9.2f}%{100 * r.accuracy_delta:>+8.2f}  {verdict}")
     lines.append("time under emulation (QEMU's speed on this host, not a device's):")
-    lines += [f"  {r.format:<28}{1e3 * r.per_image_s:>8.1f} ms/image, {r.wall_s:.0f} s with start-up and model load"
+    lines += [f"  {r.format:<28}{1e3 * r.per_image_s:>8.1f} ms of host CPU per image, {r.wall_s:.0f} s in all"
               f" (features: {', '.join(r.features) or 'none'})" for r in rows if r.images]
     return "\n".join([*lines, *skipped])

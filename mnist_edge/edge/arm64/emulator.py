@@ -138,12 +138,14 @@ class EmulatedRun:
     wall_s: float  # start to finish: emulator start, imports, model load, every image
     load_s: float  # inside the emulator: imports and model load (the slowest process's)
     run_s: float  # inside the emulator: the images alone, summed over the processes
+    run_cpu_s: float  # the same in host CPU time: what a busy host does not inflate
     processes: int = 1  # emulated processes that shared the images, side by side
     features: tuple[str, ...] = ()  # what the emulated core advertises to the runtimes (hwcaps: asimd, asimddp, ...)
 
     @property
     def per_image_s(self) -> float:
-        return self.run_s / max(1, len(self.logits))
+        """Host CPU seconds of emulation per image (one thread): emulator speed, not a device's."""
+        return self.run_cpu_s / max(1, len(self.logits))
 
 
 MIN_CHUNK = 500  # images per emulated process at least: each pays ~3-10 s of start-up and model load
@@ -175,8 +177,10 @@ def run(model: str | os.PathLike, x: np.ndarray, cpu: str = DEFAULT_CPU, batch: 
                                                  land, root, py, tmp / f"part{i}"), range(k)))
         wall = time.perf_counter() - t0
     logits = np.concatenate([p[0] for p in parts])
-    return EmulatedRun(cpu, str(model), logits, batch, wall, max(p[1]["load_s"] for p in parts),
-                       sum(p[1]["run_s"] for p in parts), k, tuple(parts[0][1].get("features", ())))
+    timings = [p[1] for p in parts]
+    return EmulatedRun(cpu, str(model), logits, batch, wall, max(t["load_s"] for t in timings),
+                       sum(t["run_s"] for t in timings), sum(t["run_cpu_s"] for t in timings), k,
+                       tuple(timings[0]["features"]))
 
 
 def _one(model: Path, x: np.ndarray, cpu: str, batch: int, threads: int, timeout_s: float | None,
