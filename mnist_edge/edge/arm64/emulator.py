@@ -27,7 +27,9 @@ from mnist_edge.core.errors import MnistEdgeError
 from mnist_edge.edge.arm64 import userland as ul
 
 DEFAULT_CPU = "cortex-a76"  # Raspberry Pi 5; cortex-a72 is the Pi 4, cortex-a53 the Pi 3 and Zero 2
-# The loaders whose packages the userland installs, and those packages' import names.
+# The loaders whose packages the userland installs, and those packages' import names. Not ExecuTorch:
+# its aarch64 wheel exists, but its Python runtime (extension/pybindings/_C) links libtorch, libtorch_cpu,
+# libc10 and libtorch_python and imports torch first, so it would need the aarch64 torch wheel too.
 RUNTIME_MODULES = {"mnist_edge.edge.runtimes.onnx:load": "onnxruntime",
                    "mnist_edge.edge.runtimes.litert:load": "ai_edge_litert"}
 
