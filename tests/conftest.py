@@ -95,8 +95,9 @@ def random_onnx_run(root: Path, n_test: int = 64) -> tuple[Path, Path]:
     return art, data
 
 
-def make_int8(arch: str, out: Path, args: dict | None = None, seed: int = 0, calib: int = 16) -> Path:
-    """out/model.onnx and out/model.int8.onnx of a random `arch` (non-trivial BatchNorm); the int8 path."""
+def make_int8(arch: str, out: Path, args: dict | None = None, seed: int = 0, calib: int = 16, recipe=None) -> Path:
+    """out/model.onnx and out/model.int8.onnx of a random `arch` (non-trivial BatchNorm) by `recipe` (None: the
+    default); the int8 path."""
     import torch
 
     from mnist_edge.core.formats import FORMATS
@@ -116,7 +117,8 @@ def make_int8(arch: str, out: Path, args: dict | None = None, seed: int = 0, cal
     meta = ModelMetadata(arch=arch, arch_args=dict(args or {}), test_acc=0.5, seed=seed)
     pixels = np.random.default_rng(seed).integers(0, 256, (calib, 28, 28), dtype=np.uint8)
     out.mkdir(parents=True, exist_ok=True)
-    job = ExportJob(model, meta, ExportSettings(out=out), meta.normalize(pixels), {"onnx": out / "model.onnx"})
+    job = ExportJob(model, meta, ExportSettings(out=out, int8_recipe=recipe), meta.normalize(pixels),
+                    {"onnx": out / "model.onnx"})
     onnx_exporter.export_fp32(job, FORMATS["onnx"], out / "model.onnx")
     onnx_exporter.export_int8(job, FORMATS["onnx-int8"], out / "model.int8.onnx")
     return out / "model.int8.onnx"

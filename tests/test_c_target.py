@@ -1,4 +1,5 @@
-"""The C99 target on a tiny random edgenet: bit-exact with ONNX Runtime, strict compile, refusals, one-line errors."""
+"""The C99 target on a tiny random edgenet: bit-exact with the int8 integer reference, strict compile, refusals,
+one-line errors."""
 
 from __future__ import annotations
 
@@ -51,9 +52,11 @@ def _inputs(n: int, seed: int = 0) -> np.ndarray:
     return rng.normal(0.0, 1.5, (n, 1, 28, 28)).astype(np.float32)
 
 
-def _ort(model: Path, x: np.ndarray) -> np.ndarray:
-    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    return sess.run(None, {sess.get_inputs()[0].name: x})[0]
+def _exact(model: Path, x: np.ndarray) -> np.ndarray:
+    """The exact integer logits of the int8 ONNX file (the same on every CPU)."""
+    from mnist_edge.quant.reference import reference_logits
+
+    return reference_logits(model, x)
 
 
 def _edge_inputs() -> np.ndarray:
@@ -65,9 +68,9 @@ def _edge_inputs() -> np.ndarray:
     return np.stack([np.zeros((28, 28)), np.full((28, 28), 3.0), checker, nan, ties]).astype(np.float32)[:, None]
 
 
-def test_bit_exact_with_onnxruntime(c_model, int8_model):
+def test_bit_exact_with_the_integer_reference(c_model, int8_model):
     x = np.concatenate([_inputs(300, seed=1), _edge_inputs()])
-    got, want = runtime_c.load(c_model, None).run(x), _ort(int8_model, x)
+    got, want = runtime_c.load(c_model, None).run(x), _exact(int8_model, x)
     assert got.dtype == np.float32 and got.shape == want.shape
     assert np.array_equal(got, want), f"max |Δ| {np.nanmax(np.abs(got - want))}"
 
@@ -237,12 +240,12 @@ def fc2_model(tmp_path_factory) -> Path:
     return make_int8("conv2pool-fc2", tmp_path_factory.mktemp("fc2"), seed=5, calib=16)
 
 
-def _exact(model: Path, out: Path) -> None:
+def _bit_exact(model: Path, out: Path) -> None:
     c_text, h_text, _ = exporter_c.generate(model)
     out.mkdir()
     exporter_c.write_files(c_text, h_text, out)
     x = np.concatenate([_inputs(100, seed=6), _edge_inputs()])
-    assert np.array_equal(runtime_c.load(out, None).run(x), _ort(model, x))
+    assert np.array_equal(runtime_c.load(out, None).run(x), _exact(model, x))
 
 
 def _reshape_to_flatten(proto):
@@ -264,14 +267,14 @@ def _relu_after_logits(proto):
 
 
 def test_reshape_and_several_gemms_bit_exact(fc2_model, tmp_path):
-    _exact(fc2_model, tmp_path / "c")
+    _bit_exact(fc2_model, tmp_path / "c")
 
 
 def test_flatten_bit_exact(fc2_model, tmp_path):
-    _exact(_edited(fc2_model, tmp_path, _reshape_to_flatten), tmp_path / "c")
+    _bit_exact(_edited(fc2_model, tmp_path, _reshape_to_flatten), tmp_path / "c")
 
 
 def test_standalone_relu_bit_exact(int8_model, tmp_path):
     model = _edited(int8_model, tmp_path, _relu_after_logits)
     assert "relu_u8(" in exporter_c.generate(model)[0]
-    _exact(model, tmp_path / "c")
+    _bit_exact(model, tmp_path / "c")

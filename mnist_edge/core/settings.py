@@ -106,6 +106,10 @@ class Int8Recipe:
     form: str = "qdq"  # one of QUANT_FORMS
     activations: str = "uint8"  # uint8 (U8S8: x86's VNNI fast path) or int8 (S8S8)
     symmetric_activations: bool = False  # zero point 0 (int8) / 128 (uint8) for every activation
+    # 7-bit weights (-64..63): x86 CPUs without VNNI (AVX2) add pairs of u8 x s8 products in int16
+    # (vpmaddubsw), which saturates with 8-bit weights; with 7 bits no pair can, so ONNX Runtime computes
+    # the exact integer result on every CPU (the file is right everywhere, not only where VNNI is).
+    reduce_range: bool = True
     exclude: tuple[str, ...] = ()  # node names of the pre-processed fp32 graph left in fp32
     # Session options, applied by the ONNX loader from the metadata when its caller names none:
     graph_optimization: str = "all"  # one of GRAPH_OPTIMIZATIONS
@@ -130,6 +134,8 @@ class Int8Recipe:
                  f"{'per-channel' if self.per_channel else 'per-tensor'} weights",
                  f"{'symmetric ' if self.symmetric_activations else ''}{self.activations} activations",
                  f"{self.calibration_images} calibration images ({self.calibration})"]
+        if self.reduce_range:
+            parts.insert(2, "7-bit weight range")
         if self.exclude:
             parts.append(f"fp32 {', '.join(self.exclude)}")
         if self.graph_optimization != "all":

@@ -18,10 +18,10 @@ from mnist_edge.core import data
 from mnist_edge.core.deps import installed
 from mnist_edge.core.errors import ExportError, MnistEdgeError, ParityError, first_line
 from mnist_edge.core.fileio import atomic_folder, atomic_path, ensure_writable, size_of
-from mnist_edge.core.formats import FORMATS, Format, formats_to_write, load_runtime, resolve
+from mnist_edge.core.formats import FORMATS, INT8_ONNX, Format, formats_to_write, load_runtime, resolve
 from mnist_edge.core.metadata import ModelMetadata
 from mnist_edge.core.settings import ExportSettings
-from mnist_edge.verify.parity import FormatResult, Reference, compare, reference
+from mnist_edge.verify.parity import FormatResult, Reference, compare, exact_reference, reference
 
 EXPORT_BATCH = 2  # the torch 2.14 exporters fix the batch dimension when traced with a batch of 1
 
@@ -63,7 +63,9 @@ def _verify(ref: Reference, fmt: Format, path: Path, dest: Path, settings: Expor
             siblings: dict[str, Path]) -> FormatResult:
     rt = fmt.load(path)
     sibling = load_runtime(siblings[fmt.reference]) if fmt.reference in siblings else None
-    result = compare(ref, rt, fmt, settings.tolerances, sibling=sibling)
+    source = path if fmt.name == INT8_ONNX else siblings.get(INT8_ONNX)  # the int8 file it runs or is made from
+    exact = exact_reference(source, ref) if fmt.exact_int8 and source else None
+    result = compare(ref, rt, fmt, settings.tolerances, sibling=sibling, exact=exact)
     if not result.passed:
         raise ParityError(f"{dest}: not written, the export fails parity: " + "; ".join(result.failures))
     return result

@@ -14,7 +14,7 @@ import numpy as np
 from mnist_edge.core.cache import accuracy_key, remember
 from mnist_edge.core.data import Split
 from mnist_edge.core.errors import first_line
-from mnist_edge.core.formats import Format, Runtime, exported_present, load_runtime
+from mnist_edge.core.formats import INT8_ONNX, Format, Runtime, exported_present, load_runtime
 from mnist_edge.core.scores import accuracy, run_batched
 from mnist_edge.core.tolerances import Tolerances
 
@@ -69,6 +69,8 @@ class FormatResult:
     batch_sizes: list[int] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     against: dict | None = None  # max |Δ| and agreement against the format's reference sibling, if it has one
+    exact: dict | None = None  # against the int8 file's integer reference (quant/reference.py), if held to it
+    engine: str | None = None  # what ran the file, where a format names it (the web app: wasm in Node, or not)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -139,9 +141,29 @@ def _sibling_failures(fmt: Format, out: np.ndarray, sibling: Runtime, ref: Refer
     return failures, {"format": fmt.reference, "max_abs_diff": d, "top1_agreement": agree}
 
 
+@dataclass
+class ExactReference:
+    """The exact integer logits of an int8 ONNX file on the reference inputs: what exact runtimes must give."""
+
+    source: Path
+    program: object  # quant.graph.Program
+    logits: np.ndarray
+
+
+def exact_reference(source: Path, ref: Reference) -> ExactReference:
+    from mnist_edge.quant import reference as integer
+
+    ir = integer.load(source)
+    return ExactReference(Path(source), ir.program, ir.run(ref.inputs))
+
+
 def compare(ref: Reference, rt: Runtime, fmt: Format, tol: Tolerances | None = None,
-            sibling: Runtime | None = None) -> FormatResult:
-    """Run `rt` over the reference inputs at each batch size its format takes and hold it to the bars."""
+            sibling: Runtime | None = None, exact: ExactReference | None = None) -> FormatResult:
+    """Run `rt` over the reference inputs at each batch size its format takes and hold it to the bars.
+
+    A row with `exact_int8` is also held bit for bit to `exact` (the integer reference of its int8 ONNX
+    file) at every batch size, unless its runtime cannot be exact on this CPU, which is then reported.
+    """
     tol = tol or Tolerances()
     failures: list[str] = []
     outs = _run_all(rt, ref, fmt.check_batch_sizes, failures)
@@ -158,11 +180,19 @@ def compare(ref: Reference, rt: Runtime, fmt: Format, tol: Tolerances | None = N
     if sibling is not None and outs:
         more, against = _sibling_failures(fmt, outs[-1], sibling, ref, tol)
         failures += more
+    exact_report = None
+    if fmt.exact_int8 and exact is not None and outs:
+        from mnist_edge.quant.reference import hold
+
+        worst = max(outs, key=lambda o: float(np.abs(o.astype(np.float64) - exact.logits).max()))
+        more, exact_report = hold(worst, exact.logits, rt, exact.program, exact.source)
+        failures += more
     return FormatResult(
         format=fmt.name, path=str(rt.path), max_abs_diff=max_d, mean_abs_diff=mean_d, top1_agreement=agree,
         accuracy=acc, accuracy_delta=acc - ref.accuracy, passed=not failures,
         edge_max_abs_diff=float(np.abs(edge_out.astype(np.float64) - ref.edge_logits).max()),
-        batch_sizes=list(fmt.check_batch_sizes), failures=failures, against=against,
+        batch_sizes=list(fmt.check_batch_sizes), failures=failures, against=against, exact=exact_report,
+        engine=getattr(rt, "engine", None),
     )
 
 
@@ -181,9 +211,11 @@ def check_folder(ref: Reference, artifacts: Path, tol: Tolerances | None = None)
     results = []
     present = exported_present(artifacts)
     found = {f.name: p for f, p in present}
+    int8_onnx = found.get(INT8_ONNX)
+    exact = exact_reference(int8_onnx, ref) if int8_onnx and any(f.exact_int8 for f, _ in present) else None
     for fmt, path in present:
         sibling = load_runtime(found[fmt.reference]) if fmt.reference in found else None
-        result = compare(ref, fmt.load(path), fmt, tol, sibling)
+        result = compare(ref, fmt.load(path), fmt, tol, sibling, exact)
         results.append(result)
         if np.isfinite(result.accuracy):  # bench reuses it instead of scoring the same bytes again
             remember(artifacts, "accuracy", accuracy_key(path, fmt.loader, ref.inputs, ref.labels),
@@ -201,6 +233,13 @@ def table(results: list[FormatResult], ref_accuracy: float) -> str:
         if r.against:
             a = r.against
             verdict += f" (against {a['format']}: max |Δ| {a['max_abs_diff']:.1e}, {100 * a['top1_agreement']:.2f}%)"
+        if r.engine:
+            verdict += f" [{r.engine}]"
+        if r.exact:
+            e = r.exact
+            verdict += ("; bit-exact with the integer reference" if e["bit_exact"] else
+                        f"; not exact on this CPU (max |Δ| {e['max_abs_diff']:.2f} against the integer reference, "
+                        f"{100 * e['top1_agreement']:.2f}% top-1): {e['why']}" if e["why"] else "")
         rows.append(f"{r.format:<18}{r.max_abs_diff:>10.1e}{r.mean_abs_diff:>10.1e}"
                     f"{100 * r.top1_agreement:>12.2f}%{100 * r.accuracy:>9.2f}%"
                     f"{100 * r.accuracy_delta:>+8.2f}  {verdict}")

@@ -21,6 +21,7 @@ class OnnxRuntime:
     metadata: ModelMetadata
     session: object  # onnxruntime.InferenceSession
     input_name: str
+    engine: str | None = None  # said in reports where it is not what the format's users run (the web app's)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)

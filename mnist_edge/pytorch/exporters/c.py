@@ -8,7 +8,7 @@ order of Eigen's 4-float packet reduction, which is what ORT's ReduceMean runs. 
 set is refused with one line naming the op or attribute: the generator never emits approximate C.
 
 Over 300 lines because the C kernels and entry points are templates in this file; the graph reader is
-c_graph.py and the runtime that compiles and runs the result is edge/runtimes/c.py.
+quant/graph.py and the runtime that compiles and runs the result is edge/runtimes/c.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from mnist_edge.core.errors import ExportError, first_line
 from mnist_edge.core.formats import Format
 from mnist_edge.core.metadata import METADATA_KEY, ModelMetadata
 from mnist_edge.edge.runtimes.c import ABI_VERSION, C_FILE, C_MARKER, H_FILE
-from mnist_edge.pytorch.exporters.c_graph import Program, QParams, Step, read_program
+from mnist_edge.quant.graph import Program, QParams, Step, read_program
 
 README_FILE = "README.txt"
 METADATA_BEGIN, METADATA_END = "/* mnist-edge-metadata-json:", "*/"

@@ -84,6 +84,7 @@ def quantize(pre: Path, dest: Path, calibration: np.ndarray, recipe: Int8Recipe)
             per_channel=recipe.per_channel, weight_type=QuantType.QInt8,
             activation_type=QuantType.QUInt8 if recipe.activations == "uint8" else QuantType.QInt8,
             calibrate_method=methods[recipe.calibration], nodes_to_exclude=list(recipe.exclude),
+            reduce_range=recipe.reduce_range,
             extra_options={"ActivationSymmetric": recipe.symmetric_activations})
 
 

@@ -134,15 +134,11 @@ def machine_info(threads: int) -> dict:
     import datetime
     import platform
 
+    from mnist_edge.core.cpu import cpu_info, describe
     from mnist_edge.core.metadata import package_versions
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
+    return {"cpu": describe(), "cpu_info": cpu_info(), "cores": os.cpu_count(), "threads": threads,
+            "python": platform.python_version(),
             "platform": platform.platform(), **package_versions(installed=True),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "load_avg_1m": load_average()}

@@ -1,7 +1,8 @@
-"""The int8 QDQ ONNX graph, read into integer-domain steps the C emitter can translate exactly (numpy only).
+"""The int8 QDQ ONNX graph, read into integer-domain steps (numpy and onnx only).
 
-Every op, attribute and quantization outside what pytorch/exporters/c.py can reproduce bit for bit is
-refused here with one ExportError line naming it.
+The steps are what quant/reference.py evaluates exactly and what the C generator (pytorch/exporters/c.py)
+translates. Every op, attribute and quantization outside what they reproduce bit for bit is refused here
+with one ExportError line naming it.
 """
 
 from __future__ import annotations
