@@ -23,29 +23,22 @@ from mnist_edge.core.tolerances import Tolerances
 from mnist_edge.edge.arm64 import emulator, userland
 from mnist_edge.verify.parity import FormatResult, Reference, _bar_failures, _edge_failures
 
-ONNX_LOADER = "mnist_edge.edge.runtimes.onnx:load"
-
-
-def onnx_int8_exact(path: Path, x: np.ndarray) -> tuple[str, np.ndarray]:
-    """What int8 ONNX on an ARM core must equal bit for bit.
-
-    THE ONE PLACE TO SWITCH: the host's ONNX Runtime stands in for the exact integer reference of the
-    QDQ graph (mnist_edge.quant.reference) until that module is on this branch.
-    """
-    from mnist_edge.core.formats import load_runtime
-
-    return "host onnx-int8", run_batched(load_runtime(path, 1), x, 256)
-
 
 def int8_reference(fmt: Format, path: Path, x: np.ndarray) -> tuple[str, np.ndarray] | None:
-    """(what, logits) an emulated int8 row must equal bit for bit, or None for fp32 rows."""
-    if not fmt.int8:
-        return None
-    if fmt.loader == ONNX_LOADER:
-        return onnx_int8_exact(path, x)
-    from mnist_edge.core.formats import load_runtime
+    """(what, logits) an emulated int8 row must equal bit for bit, or None for fp32 rows.
 
-    return f"host {fmt.name}", run_batched(load_runtime(path, 1), x, max(fmt.check_batch_sizes))
+    int8 ONNX: the integer reference of its QDQ graph (ONNX Runtime's ARM kernels sum in int32, so
+    they are exact whatever the weights). int8 LiteRT: the host's LiteRT on the same file.
+    """
+    if fmt.exact_int8:
+        from mnist_edge.quant.reference import reference_logits
+
+        return f"integer reference of {path.name}", reference_logits(path, x)
+    if fmt.int8:
+        from mnist_edge.core.formats import load_runtime
+
+        return f"host {fmt.name}", run_batched(load_runtime(path, 1), x, max(fmt.check_batch_sizes))
+    return None
 
 
 @dataclass
