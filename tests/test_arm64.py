@@ -1,7 +1,7 @@
 """ARM64 formats on emulated ARM cores: the pieces that need no emulator (fast), and one core for real (slow).
 
 The slow test runs ONNX and LiteRT, fp32 and int8, of the shipped trained model on 200 real test images
-on an emulated Cortex-A76 (QEMU user mode) through `check --cpu`, and skips with the reason where the
+on an emulated Cortex-A76 (QEMU user mode) as `check --cpu` does, and skips with the reason where the
 emulated userland (`make arm64`) is missing.
 """
 
@@ -234,46 +234,65 @@ def _checkpoint_from_onnx(onnx_path: Path, out: Path) -> None:
 
 @pytest.fixture(scope="module")
 def arm64_models(tmp_path_factory) -> Path:
-    """model.pth of the shipped trained model, and its ONNX and LiteRT exports, fp32 and int8."""
+    """model.pth of the shipped trained model, and its ONNX and LiteRT files, fp32 and int8.
+
+    The exporters are called directly (calibrated on 500 real training images): `export` would also
+    verify each file on the whole test set, which is not what this test is about.
+    """
     if not REAL_DATA or not Path(REAL_DATA).is_dir():
         pytest.skip("real-MNIST test: set MNIST_EDGE_DATA to a folder holding the MNIST IDX files")
     why = userland.problem()
     if why:
         pytest.skip(why)
-    pytest.importorskip("onnx", reason="exporting the test models needs the train extra")
-    pytest.importorskip("litert_torch", reason="exporting the LiteRT models needs the litert-export extra")
+    pytest.importorskip("onnx", reason="making the test models needs the train extra")
+    pytest.importorskip("litert_torch", reason="making the LiteRT models needs the litert-export extra")
+    import shutil
+
+    from mnist_edge.core import data
+    from mnist_edge.core.formats import FORMATS, resolve
     from mnist_edge.core.settings import ExportSettings
-    from mnist_edge.pytorch.export import export_models
+    from mnist_edge.pytorch.checkpoint import load_model
+    from mnist_edge.pytorch.export import ExportJob
 
     art = tmp_path_factory.mktemp("arm64")
     _checkpoint_from_onnx(SHIPPED, art / "model.pth")
-    for family in ("onnx", "tflite"):
-        export_models(ExportSettings(checkpoint=art / "model.pth", out=art, format=family, quantize=True,
-                                     data_dir=REAL_DATA))
+    shutil.copyfile(SHIPPED, art / "model.onnx")
+    model, meta = load_model(art / "model.pth")
+    train = data.load_dataset(REAL_DATA, "mnist")[0].images
+    calibration = meta.normalize(train[np.random.default_rng(0).choice(len(train), 500, replace=False)])
+    job = ExportJob(model, meta, ExportSettings(out=art), calibration, {"onnx": art / "model.onnx"})
+    for name in ("onnx-int8", "tflite", "tflite-int8"):
+        fmt = FORMATS[name]
+        resolve(fmt.exporter)(job, fmt, art / fmt.filename)
     return art
 
 
 @needs_real_data
 @pytest.mark.slow
-def test_check_on_an_emulated_cortex_a76(arm64_models, runner):
-    res = runner.invoke(cli, ["check", "--artifacts", str(arm64_models), "--data-dir", REAL_DATA, "--json",
-                              "--cpu", "cortex-a76", "--limit", "200"])
-    report = json.loads(res.output.strip().splitlines()[-1])
-    rows = {r["format"]: r for r in report["emulated"]["results"]}
-    for r in rows.values():
-        print(f"\nMEASURED {r['format']}, 200 test images: max |dlogit| vs PyTorch {r['max_abs_diff']:.2e}, "
-              f"top-1 {100 * r['top1_agreement']:.2f}%, against {r['against']}, "
-              f"{1e3 * r['per_image_s']:.1f} ms/image emulated")
-    assert set(rows) == {f"{f} @ cortex-a76" for f in ("onnx", "onnx-int8", "tflite", "tflite-int8")}
-    assert all(r["images"] == 200 and r["cpu"] == "cortex-a76" for r in rows.values())
-    assert all(r["passed"] for r in rows.values()), [r["failures"] for r in rows.values()]
+def test_arm64_formats_on_an_emulated_cortex_a76(arm64_models):
+    from mnist_edge.core.data import Split, load_test_split
+    from mnist_edge.core.formats import load_runtime
+    from mnist_edge.verify.arm64 import check_cores
+    from mnist_edge.verify.parity import reference
+
+    test = load_test_split(REAL_DATA)
+    ref = reference(load_runtime(arm64_models / "model.pth"), Split(test.images[:200], test.labels[:200], "test"))
+    rows, skipped = check_cores(ref, arm64_models, ["cortex-a76"])
+    for r in rows:
+        print(f"\nMEASURED {r.format}, 200 test images: max |dlogit| vs PyTorch {r.max_abs_diff:.2e}, "
+              f"top-1 {100 * r.top1_agreement:.2f}%, against {r.against}, {1e3 * r.per_image_s:.1f} ms/image emulated")
+    assert skipped == []
+    by_name = {r.format: r for r in rows}
+    assert set(by_name) == {f"{f} @ cortex-a76" for f in ("onnx", "onnx-int8", "tflite", "tflite-int8")}
+    assert all(r.passed and r.images == 200 and r.cpu == "cortex-a76" for r in rows), [r.failures for r in rows]
     for name in ("onnx", "tflite"):
-        assert rows[f"{name} @ cortex-a76"]["max_abs_diff"] <= 1e-4
-        assert rows[f"{name} @ cortex-a76"]["top1_agreement"] == 1.0
+        assert by_name[f"{name} @ cortex-a76"].max_abs_diff <= 1e-4
+        assert by_name[f"{name} @ cortex-a76"].top1_agreement == 1.0
+    assert by_name["onnx-int8 @ cortex-a76"].against["format"] == "integer reference of model.int8.onnx"
+    assert by_name["tflite-int8 @ cortex-a76"].against["format"] == "host tflite-int8"
     for name in ("onnx-int8", "tflite-int8"):  # the same integers as every other CPU
-        assert rows[f"{name} @ cortex-a76"]["against"]["max_abs_diff"] == 0.0
-    assert all(r["features"] == ["asimd", "asimddp"] for r in rows.values())  # QEMU's A76: NEON and dotprod
-    assert res.exit_code == 0 and report["passed"] and report["emulated"]["passed"]
+        assert by_name[f"{name} @ cortex-a76"].against["max_abs_diff"] == 0.0
+    assert all(r.features == ["asimd", "asimddp"] for r in rows)  # QEMU's A76: NEON and dotprod
 
 
 def test_a_corrupt_model_is_one_line_from_the_emulator(tmp_path):
