@@ -21,7 +21,7 @@ help:
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[train,serve,executorch,litert,tflm,litert-export,dev]'
+	$(BIN)/python -m pip install -q -e '.[train,serve,executorch,openvino,litert,tflm,litert-export,dev]'
 	touch $@
 
 install: $(STAMP) web-vendor  ## create .venv and install mnist-edge with all extras
@@ -80,11 +80,15 @@ default-model: $(ART)/.exported  ## (maintainers) this run's verified ONNX model
 	$(BIN)/python tools/ship_default_model.py $(ART) mnist_edge/edge/assets
 
 # Debian tools some tests and bench rows use: Chromium (the page's browser tests), the Cortex-M cross
-# compiler (the C model's flash and RAM). Installed with apt where we can; elsewhere those skip, saying why.
-APT_TOOLS := chromium:chromium arm-none-eabi-gcc:gcc-arm-none-eabi
-toolchains:  ## install Chromium and the Cortex-M cross compiler with apt, where possible
+# compiler, its C library and QEMU (the C model built, run and timed on emulated Cortex-M boards), QEMU user
+# mode (ONNX Runtime's AVX2 kernels on any x86 machine). Each is a command or a file, and its package.
+# Installed with apt where we can; elsewhere those skip, saying why.
+APT_TOOLS := chromium:chromium arm-none-eabi-gcc:gcc-arm-none-eabi \
+	/usr/lib/arm-none-eabi/newlib/libc.a:libnewlib-arm-none-eabi qemu-system-arm:qemu-system-arm \
+	qemu-x86_64-static:qemu-user-static
+toolchains:  ## install Chromium, the Cortex-M cross compiler and QEMU with apt, where possible
 	@for pair in $(APT_TOOLS); do cmd=$${pair%%:*}; pkg=$${pair#*:}; \
-	  command -v $$cmd >/dev/null 2>&1 && continue; \
+	  { [ -e $$cmd ] || command -v $$cmd; } >/dev/null 2>&1 && continue; \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    { apt-get update -q && apt-get install -y -q --no-install-recommends $$pkg; } >/dev/null 2>&1 \
 	      || echo "$$pkg could not be installed with apt: the tests that need $$cmd will skip"; \

@@ -3,6 +3,7 @@
 MNIST_EDGE_ARTIFACTS  folder with model.pth and the exported models (default: artifacts)
 MNIST_EDGE_DATA       the real MNIST files (the training-loop and harness benchmarks need them)
 MNIST_EDGE_BENCH_THREADS  threads of every runtime (default: every core, as `mnist-edge bench`)
+OMP_WAIT_POLICY       PASSIVE unless set (before torch loads), as the CLI sets it: mnist_edge/core/threads.py
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from mnist_edge.core.data import has_any_data, resolve_data_dir
+from mnist_edge.core.threads import prefer_passive_waits
 from mnist_edge.verify.bench.run import default_threads
+
+prefer_passive_waits()  # the benchmarks time torch as the CLI runs it
 
 ARTIFACTS = Path(os.environ.get("MNIST_EDGE_ARTIFACTS", "artifacts"))
 THREADS = int(os.environ.get("MNIST_EDGE_BENCH_THREADS") or default_threads())

@@ -17,12 +17,14 @@ Fashion-MNIST rows where its IDX files are found: MNIST_EDGE_FASHION_DATA, else 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 from pathlib import Path
 
 import pytest
 
+from mnist_edge.core.cpu import cpu_info
 from mnist_edge.core.fileio import write_json
 
 FASHION_DIR = Path(os.environ.get("MNIST_EDGE_FASHION_DATA") or "/usr/share/datasets/fashion-mnist")
@@ -75,7 +77,7 @@ def seed_loop(arch: str, dataset: str, data_dir: str, subset: int, epochs: int, 
 
 
 def edge_loop(dataset: str, data_dir: str, subset: int, epochs: int, threads: int, out: Path) -> tuple[float, str]:
-    """Test accuracy of mnist-edge's default recipe on the same images, and its plan in words."""
+    """Test accuracy of mnist-edge's default recipe on the same images, and its plan (and precision) in words."""
     from mnist_edge.core.settings import TrainSettings
     from mnist_edge.pytorch.train import plan_steps, train
 
@@ -83,7 +85,8 @@ def edge_loop(dataset: str, data_dir: str, subset: int, epochs: int, threads: in
                                 out=str(out), plots=False)
     plan = plan_steps(settings.recipe, subset)
     res = train(settings)
-    return res.test_acc, f"{plan.total_steps} steps of {plan.batch_size}, peak lr {plan.lr:.3g}"
+    precision = json.loads((out / "metrics.json").read_text())["precision"]  # what auto chose on this CPU
+    return res.test_acc, f"{plan.total_steps} steps of {plan.batch_size}, peak lr {plan.lr:.3g}, {precision}"
 
 
 def _data_for(dataset: str, mnist_dir: str) -> str:
@@ -114,7 +117,7 @@ def test_small_data_accuracy_against_the_seed_loop(dataset, subset, epochs, data
     _RESULTS.append(row)
     if artifacts.is_dir():
         write_json(artifacts / "bench_small_data.json", {"seed_loop": f"Adam {SEED_LR:g}, batch {SEED_BATCH}",
-                                                         "threads": threads, "rows": _RESULTS})
+                                                         "threads": threads, "cpu": cpu_info(), "rows": _RESULTS})
     seeds = "  ".join(f"seed {arch} {100 * acc:6.2f}%" for arch, acc in seed.items())
     summary(f"small data {dataset:<13} {subset:>6,} x {epochs}: mnist-edge {100 * edge:6.2f}%  {seeds}"
             f"  ({plan}; {t1 - t0:.0f} s and {t2 - t1:.0f} s)")

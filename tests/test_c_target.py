@@ -104,7 +104,8 @@ def test_strict_c99_compile(c_model, tmp_path):
 
 
 def test_export_layout_and_metadata(c_model, int8_model):
-    assert sorted(p.name for p in c_model.iterdir()) == ["README.txt", "mnist_edge_model.c", "mnist_edge_model.h"]
+    assert sorted(p.name for p in c_model.iterdir()) == sorted([exporter_c.EXAMPLE_DIR, "README.txt",
+                                                                "mnist_edge_model.c", "mnist_edge_model.h"])
     meta = runtime_c.read_metadata(c_model)
     assert meta.arch == "edgenet" and meta.arch_args == TINY and len(meta.class_names) == 10
     assert "C99" in meta.quantization and "static QDQ" in meta.quantization
@@ -278,3 +279,17 @@ def test_standalone_relu_bit_exact(int8_model, tmp_path):
     model = _edited(int8_model, tmp_path, _relu_after_logits)
     assert "relu_u8(" in exporter_c.generate(model)[0]
     _bit_exact(model, tmp_path / "c")
+
+
+def test_odd_channel_counts_bit_exact(tmp_path):
+    """Odd channel counts leave a channel without a partner in conv2d's 2-channel passes."""
+    _bit_exact(make_int8("edgenet", tmp_path / "odd", {"channels": [3, 5, 7]}, seed=7, calib=16), tmp_path / "c")
+
+
+def test_conv_weight_layout_holds_every_weight_once():
+    w = np.arange(5 * 2 * 3 * 3, dtype=np.int64).reshape(5, 2, 3, 3) % 251 - 125
+    packed = exporter_c.conv_weights(w.astype(np.int8))
+    assert packed.size == 5 * 20  # rows of 18 padded to 20
+    assert sorted(packed.tolist()) == sorted(w.ravel().tolist() + [0] * 10)
+    # the first 4 bytes are channel 0's w0, w2, w1, w3; the next 4 channel 1's
+    assert packed[:8].tolist() == [w[0].ravel()[i] for i in (0, 2, 1, 3)] + [w[1].ravel()[i] for i in (0, 2, 1, 3)]

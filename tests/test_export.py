@@ -65,13 +65,20 @@ def test_export_writes_every_registered_format_and_nothing_else(exported):
 
 def test_every_format_passes_parity_within_tolerances(exported, runner):
     art, data = exported
-    res = runner.invoke(cli, ["check", "--artifacts", str(art), "--data-dir", str(data), "--json", *TOY_INT8_ARGS])
+    res = runner.invoke(cli, ["check", "--no-devices", "--artifacts", str(art), "--data-dir", str(data), "--json",
+                              *TOY_INT8_ARGS])
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
     assert report["passed"] is True
     by_fmt = {r["format"]: r for r in report["results"]}
     assert set(by_fmt) == {f.name for f in formats_to_write("all", quantize=True)}
-    assert by_fmt["c-int8"]["against"] == {"format": "onnx-int8", "max_abs_diff": 0.0, "top1_agreement": 1.0}
+    # the int8 ONNX file, its C and its web app: the same bits as the file's exact integer reference
+    for name in ("onnx-int8", "c-int8", "web"):
+        if name in by_fmt:
+            exact = by_fmt[name]["exact"]
+            assert exact["bit_exact"] and exact["expected"]
+            assert exact["against"] == "integer reference of model.int8.onnx"
+    assert report["cpu"]["features"] is not None and report["cpu"]["kind"]
     for name in ("torchscript", "onnx"):
         assert by_fmt[name]["max_abs_diff"] <= 1e-4 and by_fmt[name]["top1_agreement"] == 1.0
     for name in ("torchscript-int8", "onnx-int8"):
@@ -154,17 +161,17 @@ def test_check_fails_on_a_perturbed_model(exported, tmp_path, runner):
     ckpt = checkpoint.load(bad / "model.pth")
     sd = {k: (v + 0.05 * torch.randn_like(v) if v.is_floating_point() else v) for k, v in ckpt["state_dict"].items()}
     checkpoint.save(bad / "model.pth", {"state_dict": sd, "metadata": ckpt["metadata"].to_dict()})
-    res = runner.invoke(cli, ["check", "--artifacts", str(bad), "--data-dir", str(data)])
+    res = runner.invoke(cli, ["check", "--no-devices", "--artifacts", str(bad), "--data-dir", str(data)])
     assert res.exit_code == 1
     assert "FAIL" in res.output and "max |Δlogit|" in res.output
-    res = runner.invoke(cli, ["check", "--artifacts", str(bad), "--data-dir", str(data), "--json"])
+    res = runner.invoke(cli, ["check", "--no-devices", "--artifacts", str(bad), "--data-dir", str(data), "--json"])
     assert res.exit_code == 1 and json.loads(res.output)["passed"] is False
 
 
 def test_tolerance_override_makes_check_stricter(exported, runner):
     art, data = exported
-    res = runner.invoke(cli, ["check", "--artifacts", str(art), "--data-dir", str(data), "--atol", "1e-12",
-                              *TOY_INT8_ARGS])
+    res = runner.invoke(cli, ["check", "--no-devices", "--artifacts", str(art), "--data-dir", str(data),
+                              "--atol", "1e-12", *TOY_INT8_ARGS])
     assert res.exit_code == 1 and "> 1e-12" in res.output
 
 
@@ -255,7 +262,7 @@ def test_failed_verification_keeps_the_earlier_file(exported, tmp_path, monkeypa
 
 
 def test_formats_table_names_every_file():
-    assert [f.filename for f in FORMATS.values()] == ["model.pth"] + ALL_FILES
+    assert [f.filename for f in FORMATS.values() if not f.device] == ["model.pth"] + ALL_FILES
 
 
 @needs_real_data
@@ -269,7 +276,7 @@ def test_real_mnist_export_and_check(tmp_path, runner):
     res = runner.invoke(cli, ["export", "--quantize", "--out", str(tmp_path),
                               "--checkpoint", str(tmp_path / "model.pth"), "--data-dir", data])
     assert res.exit_code == 0, res.output
-    res = runner.invoke(cli, ["check", "--artifacts", str(tmp_path), "--data-dir", data, "--json"])
+    res = runner.invoke(cli, ["check", "--no-devices", "--artifacts", str(tmp_path), "--data-dir", data, "--json"])
     report = json.loads(res.output)
     assert res.exit_code == 0 and report["passed"], report
     from mnist_edge.core.deps import installed

@@ -73,6 +73,40 @@ def test_cli_train_writes_every_output(tmp_path, runner):
     assert not list(out.glob("*.tmp")), "temporary files left behind"
 
 
+@pytest.mark.parametrize("native", [True, False], ids=["native-bf16", "no-bf16"])
+def test_train_says_and_records_the_precision_it_chose_and_the_cpu(tmp_path, runner, monkeypatch, native):
+    from mnist_edge.core.cpu import cpu_info
+    from mnist_edge.pytorch import train as train_module
+
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: native)  # either CPU, whichever runs the test
+    data = write_idx_dataset(tmp_path / "data", n_train=128, n_test=32)
+    out = tmp_path / "art"
+    res = runner.invoke(cli, ["train", "--data-dir", str(data), "--epochs", "1", "--out", str(out), "--threads", "1",
+                              "--batch-size", "64", "--no-plots"])
+    assert res.exit_code == 0, res.output
+    used = "bf16 autocast" if native else "fp32"
+    lines = [ln for ln in res.output.splitlines() if ln.startswith("precision: ")]
+    assert len(lines) == 1 and lines[0].startswith(f"precision: {used} (auto: this CPU has ")
+    assert ("--precision fp32" in lines[0]) == native  # where auto chose bf16, the line names the way to fp32
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["precision"] == used and m["config"]["precision"] == "auto"
+    assert m["cpu"] == json.loads(json.dumps(cpu_info())) and m["cpu"]["kind"] and m["threads"] == 1
+    assert checkpoint.load(out / "model.pth")["run"]["precision"] == used
+
+
+def test_an_explicit_precision_is_what_the_line_names(monkeypatch):
+    from mnist_edge.core.errors import MnistEdgeError
+    from mnist_edge.pytorch.train import choose_precision
+
+    monkeypatch.setattr("mnist_edge.pytorch.train.native_bf16", lambda device: False)
+    assert choose_precision("fp32", "cpu") == (False, "precision: fp32 (--precision fp32)")
+    with pytest.raises(MnistEdgeError, match="no native bfloat16"):
+        choose_precision("bf16", "cpu")
+    monkeypatch.setattr("mnist_edge.pytorch.train.native_bf16", lambda device: True)
+    assert choose_precision("bf16", "cpu") == (True, "precision: bf16 autocast (--precision bf16)")
+    assert choose_precision("fp32", "cpu")[0] is False
+
+
 def test_checkpoint_carries_what_is_needed_to_use_it(tiny_run):
     ckpt = checkpoint.load(tiny_run / "model.pth")
     meta = ckpt["metadata"]

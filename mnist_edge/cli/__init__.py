@@ -60,7 +60,9 @@ class LazyGroup(click.Group):
 def cli() -> None:
     """Train a small MNIST CNN, export it to edge formats, prove parity, benchmark, predict."""
     from mnist_edge.core.quiet import quiet_libraries
+    from mnist_edge.core.threads import prefer_passive_waits
 
+    prefer_passive_waits()  # before any command imports torch: see core/threads.py
     quiet_libraries()
 
 

@@ -29,10 +29,14 @@ B = BenchSettings  # the defaults shown below are its own
               help="Exit 1 if any format's test accuracy is below this fraction (e.g. 0.99).")
 @click.option("--baseline", type=click.Path(dir_okay=False), default=None,
               help="An earlier bench.json: exit 1 naming any point that got slower beyond both runs' intervals.")
+@click.option("--clock-mhz", type=float, default=None,
+              help="Emulated Cortex-M rows: also an estimated ms per inference at this clock (from instructions).")
+@click.option("--device-images", type=click.IntRange(min=1), default=B.device_images, show_default=True,
+              help="Test images the emulated Cortex-M rows count instructions over.")
 @options.data_dir
 @options.as_json
-def command(artifacts, formats, batch_sizes, threads, min_time, rounds, min_accuracy, baseline, data_dir,
-            as_json) -> None:
+def command(artifacts, formats, batch_sizes, threads, min_time, rounds, min_accuracy, baseline, clock_mhz,
+            device_images, data_dir, as_json) -> None:
     """Latency, throughput, accuracy, size and memory of every format, in interleaved rounds."""
     from pathlib import Path
 
@@ -41,7 +45,8 @@ def command(artifacts, formats, batch_sizes, threads, min_time, rounds, min_accu
 
     report = run_bench(BenchSettings(
         artifacts=artifacts, formats=parse_formats(formats), batch_sizes=parse_batch_sizes(batch_sizes),
-        threads=threads, data_dir=data_dir, min_time_s=min_time, rounds=rounds, min_accuracy=min_accuracy),
+        threads=threads, data_dir=data_dir, min_time_s=min_time, rounds=rounds, min_accuracy=min_accuracy,
+        clock_mhz=clock_mhz, device_images=device_images),
         say=Terminal().log, baseline=Path(baseline) if baseline else None)
     click.echo(json.dumps(report.to_json()) if as_json else report.table())
     report.check_min_accuracy()  # after the report is out: exit 1 with one line

@@ -73,6 +73,8 @@ def _emulated(ref, artifacts, cpus, tol, limit) -> dict:
               help="The reference checkpoint. [default: ARTIFACTS/model.pth]")
 @click.option("--per-layer", is_flag=True,
               help="Also each int8 ONNX layer's SQNR against model.onnx on calibration images, most harmful first.")
+@click.option("--devices/--no-devices", default=True, show_default=True,
+              help="Also run the C model on the emulated Cortex-M boards (QEMU; minutes per board).")
 @click.option("--cpu", "cpus", multiple=True, metavar="CORE", callback=_cores,
               help="Also run the ARM64 formats (ONNX, LiteRT) on this ARM core emulated by QEMU (cortex-a53, "
                    "cortex-a72, cortex-a76, ...; repeatable); `make arm64` sets the emulation up.")
@@ -81,7 +83,7 @@ def _emulated(ref, artifacts, cpus, tol, limit) -> dict:
 @options.data_dir
 @options.as_json
 @options.tolerances
-def command(artifacts, checkpoint_path, per_layer, cpus, limit, data_dir, as_json, atol, min_agreement_int8,
+def command(artifacts, checkpoint_path, per_layer, devices, cpus, limit, data_dir, as_json, atol, min_agreement_int8,
             max_acc_drop_int8, min_agreement_reference) -> None:
     """Parity of every exported model with PyTorch on the whole test set (exit 1 if any fails)."""
     from pathlib import Path
@@ -97,7 +99,7 @@ def command(artifacts, checkpoint_path, per_layer, cpus, limit, data_dir, as_jso
     ref_rt = load_runtime(checkpoint_path or artifacts / "model.pth")
     ref = reference(ref_rt, load_test_split(data_dir, ref_rt.metadata.dataset))
     tol = options.tolerances_of(atol, min_agreement_int8, max_acc_drop_int8, min_agreement_reference)
-    report = check_folder(ref, artifacts, tol)
+    report = check_folder(ref, artifacts, tol, devices)
     layers = _per_layer(artifacts, ref_rt.metadata, data_dir) if per_layer else {}
     arm = _emulated(ref, artifacts, cpus, tol, limit) if cpus else None
     if as_json:
@@ -105,8 +107,11 @@ def command(artifacts, checkpoint_path, per_layer, cpus, limit, data_dir, as_jso
                                **({"emulated": {k: v for k, v in arm.items() if k != "table"}} if arm else {})}))
     else:
         sizes = sorted({b for r in report.results for b in r.batch_sizes})
+        from mnist_edge.core.cpu import describe
+
         click.echo(f"parity against {ref_rt.path} on {len(ref.labels):,} test images "
-                   f"(batches of {', '.join(map(str, sizes))}, as each format takes) and 4 edge inputs")
+                   f"(batches of {', '.join(map(str, sizes))}, as each format takes) and 4 edge inputs, "
+                   f"on {describe()}")
         click.echo(table(report.results, report.reference_accuracy))
         click.echo("all formats pass" if report.passed else "some formats FAIL")
         for name, rows in layers.items():

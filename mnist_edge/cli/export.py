@@ -37,7 +37,14 @@ def command(fmt, quantize, quantize_mode, calibration_samples, checkpoint_path, 
         p = e.parity
         click.echo(f"wrote {e.path} ({e.size_bytes / 1024:.0f} KB): max |Δlogit| {p.max_abs_diff:.1e}, "
                    f"top-1 agreement {100 * p.top1_agreement:.2f}%, accuracy {100 * p.accuracy:.2f}% "
-                   f"({100 * p.accuracy_delta:+.2f})")
+                   f"({100 * p.accuracy_delta:+.2f})" + exactness(p.exact))
+
+    def exactness(e: dict | None) -> str:
+        if not e:
+            return ""
+        if e["bit_exact"]:
+            return ", bit-exact with its integer reference"
+        return f", not exact on this CPU ({e['why']})"
 
     settings = ExportSettings(
         checkpoint=Path(checkpoint_path), out=Path(out), format=fmt, quantize=quantize, quantize_mode=quantize_mode,

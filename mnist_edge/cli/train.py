@@ -30,7 +30,9 @@ R, P = TrainRecipe, TrainPlace  # the defaults shown below are these dataclasses
 @click.option("--seed", type=int, default=R.seed, show_default=True, help="Seed: same seed, same weights (CPU).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=P.device, show_default=True)
 @click.option("--precision", type=click.Choice(["auto", "bf16", "fp32"]), default=R.precision, show_default=True,
-              help="bf16 autocast in training where the hardware has native bf16 (auto), or not.")
+              help="auto depends on the CPU: bf16 autocast where it has native bf16 (AVX512-BF16, AMX; or a CUDA "
+                   "GPU), else fp32, so the model trained differs between CPUs. fp32: the precision every CPU "
+                   "trains in. bf16: native bf16 or an error. metrics.json records which ran.")
 @click.option("--augment/--no-augment", default=R.augment, show_default=True,
               help="The dataset's random augmentation of each training image (MNIST: rotation, scale, shift; "
                    "Fashion-MNIST: none).")

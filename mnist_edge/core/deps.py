@@ -14,6 +14,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "train": ("torch", "torchvision", "onnx", "onnxscript", "matplotlib"),
     "serve": ("fastapi", "uvicorn", "multipart", "python_multipart"),
     "executorch": ("executorch", "torchao"),
+    "openvino": ("openvino",),
     "litert": ("ai_edge_litert",),
     "tflm": ("tflite_micro", "ai_edge_litert"),
     "litert-export": ("litert_torch", "ai_edge_quantizer"),

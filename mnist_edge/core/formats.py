@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 CHECKPOINT = "pytorch"  # the reference every exported format is held to
 ANY_BATCH = (1, 7, 256)  # what parity runs a format with a dynamic batch at (7: an odd size)
 INT8_ONNX = "onnx-int8"  # exact_int8 rows are held to the integer reference (quant/reference.py) of this file
+DEVICE_BATCH = 10_000  # what parity hands an emulated device at once (its runtime splits it into emulator runs)
 
 
 class Runtime(Protocol):
@@ -62,6 +63,8 @@ class Format:
     reference_max_abs_diff: float | None = None  # ... within this max |Δlogit| (0: bit-exact)
     reference_min_agreement: float | None = None  # ... with at least this top-1 agreement
     prerequisite: str | None = None  # "module:function" -> None, or one line on what this machine lacks to export it
+    # (for a device row: to run it)
+    device: str | None = None  # runs the `reference` format's file on this emulated core (not exported by itself)
     note: str = ""  # one line for tables and `--help`
 
     @property
@@ -74,8 +77,8 @@ class Format:
 
     @property
     def check_batch_sizes(self) -> tuple[int, ...]:
-        """Batch sizes parity runs this format at: every size its program takes."""
-        return self.batch_sizes or ANY_BATCH
+        """Batch sizes parity runs this format at: every size its program takes (a device: all at once)."""
+        return (DEVICE_BATCH,) if self.device else self.batch_sizes or ANY_BATCH
 
     def supports_batch(self, n: int) -> bool:
         return self.batch_sizes is None or n in self.batch_sizes
@@ -85,7 +88,7 @@ class Format:
         return resolve(self.prerequisite)() if self.prerequisite else None
 
     def missing_hint(self) -> str:
-        if self.exporter is None:
+        if self.exporter is None and not self.device:
             return "train one with `mnist-edge train`"
         return f"export it with `mnist-edge export --format {self.family}`"
 
@@ -109,6 +112,13 @@ _ROWS = (
     Format("onnx-int8", "model.int8.onnx", "onnx", "mnist_edge.edge.runtimes.onnx:load",
            "mnist_edge.pytorch.exporters.onnx:export_int8", precision="int8", source="onnx", calibrated=True,
            exact_int8=True, note="ONNX Runtime static QDQ int8 (7-bit weights: exact on every CPU)"),
+    Format("openvino", "openvino", "openvino", "mnist_edge.edge.runtimes.openvino:load",
+           "mnist_edge.pytorch.exporters.openvino:export", source="onnx", folder=True, export_extra="openvino",
+           runtime_extra="openvino", note="OpenVINO IR (model.xml + model.bin) of the ONNX model, CPU plugin at fp32"),
+    Format("openvino-int8", "openvino-int8", "openvino", "mnist_edge.edge.runtimes.openvino:load",
+           "mnist_edge.pytorch.exporters.openvino:export", precision="int8", source="onnx-int8", folder=True,
+           export_extra="openvino", runtime_extra="openvino", reference="onnx-int8", reference_min_agreement=0.999,
+           note="OpenVINO IR of the int8 ONNX model, run by OpenVINO's int8 kernels"),
     Format("executorch", "model.pte", "executorch", "mnist_edge.pytorch.runtimes.executorch:load",
            "mnist_edge.pytorch.exporters.executorch:export_fp32", export_extra="executorch",
            runtime_extra="executorch", runtime_needs_torch=True, batch_sizes=(1,),
@@ -131,6 +141,13 @@ _ROWS = (
     Format("c-int8", "c", "c", "mnist_edge.edge.runtimes.c:load", "mnist_edge.pytorch.exporters.c:export",
            precision="int8", source="onnx-int8", folder=True, exact_int8=True,
            note="plain C99 from the int8 ONNX model, no runtime, bit-exact with its integer reference"),
+    # The C model's own folder, cross-compiled and run on emulated cores (QEMU): bit-exact with its host build.
+    *(Format(f"c-int8@{core}", "c", "c", "mnist_edge.edge.runtimes.cortex_m:load", precision="int8", folder=True,
+             reference="c-int8", reference_max_abs_diff=0.0, device=core,
+             prerequisite="mnist_edge.edge.runtimes.cortex_m:toolchain_problem",
+             note=f"the C model on an emulated {board} (QEMU), bit-exact with its host build")
+      for core, board in (("cortex-m4", "Cortex-M4 (mps2-an386)"), ("cortex-m7", "Cortex-M7 (mps2-an500)"),
+                          ("cortex-m55", "Cortex-M55 (mps3-an547)"))),
     # The browser app: the verified ONNX file, run by onnxruntime-web; `check` runs that same file with
     # onnxruntime-web's wasm in Node where node is installed (else with Python's ONNX Runtime, and says so).
     Format("web", "web", "web", "mnist_edge.edge.runtimes.web:load", "mnist_edge.pytorch.exporters.web:export",
@@ -233,8 +250,8 @@ def present(folder: str | os.PathLike, names: Iterable[str] | None = None) -> li
 
 
 def exported_present(folder: str | os.PathLike) -> list[tuple[Format, Path]]:
-    """The exported models in a folder (everything but the checkpoint), in registry order."""
-    return [(f, p) for f, p in present(folder) if f.exporter]
+    """The exported models in a folder (everything but the checkpoint), and the devices that run them."""
+    return [(f, p) for f, p in present(folder) if f.exporter or f.device]
 
 
 def predict_order() -> list[Format]:
@@ -252,7 +269,7 @@ def load_runtime(path: str | os.PathLike, threads: int | None = None) -> Runtime
 def check_model_path(path: Path, fmt: Format) -> None:
     """A missing, empty or wrong-kind path: one line naming it."""
     if not path.exists():
-        what = "checkpoint" if fmt.exporter is None else "model file"
+        what = "checkpoint" if fmt.exporter is None and not fmt.device else "model file"
         raise ModelFileError(f"{path}: no such {what} ({fmt.missing_hint()})")
     if fmt.folder:
         if not path.is_dir():

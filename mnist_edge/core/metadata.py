@@ -138,7 +138,7 @@ def normalize(images: np.ndarray, mean: float, std: float) -> np.ndarray:
     return ((x / np.float32(255.0)) - np.float32(mean)) / np.float32(std)
 
 
-VERSIONED = ("torch", "torchvision", "onnx", "onnxruntime", "numpy", "executorch", "litert-torch",
+VERSIONED = ("torch", "torchvision", "onnx", "onnxruntime", "numpy", "executorch", "openvino", "litert-torch",
              "ai-edge-litert", "tflite-micro")
 
 

@@ -106,7 +106,7 @@ class Int8Recipe:
     form: str = "qdq"  # one of QUANT_FORMS
     activations: str = "uint8"  # uint8 (U8S8: x86's VNNI fast path) or int8 (S8S8)
     symmetric_activations: bool = False  # zero point 0 (int8) / 128 (uint8) for every activation
-    # 7-bit weights (-64..63): x86 CPUs without VNNI (AVX2) add pairs of u8 x s8 products in int16
+    # 7-bit weights (|w| <= 64): x86 CPUs without VNNI (AVX2) add pairs of u8 x s8 products in int16
     # (vpmaddubsw), which saturates with 8-bit weights; with 7 bits no pair can, so ONNX Runtime computes
     # the exact integer result on every CPU (the file is right everywhere, not only where VNNI is).
     reduce_range: bool = True
@@ -187,6 +187,8 @@ class BenchSettings:
     write: bool = True  # bench.json, bench.md and bench.png in artifacts
     plot: bool = True  # bench.png (needs matplotlib)
     worker_timeout_s: float = 600.0  # a worker that hangs longer is stopped and reported
+    device_images: int = 20  # test images the emulated devices' instruction counts are averaged over
+    clock_mhz: float | None = None  # a device clock for an estimated time from instructions (None: no estimate)
 
 
 TUNE_FORMATS = ("onnx-int8",)  # the int8 formats `tune` searches recipes for

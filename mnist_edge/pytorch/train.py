@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from mnist_edge.core import data
 from mnist_edge.core.archs import ARCH_SPECS
+from mnist_edge.core.cpu import cpu_info
 from mnist_edge.core.errors import MnistEdgeError
 from mnist_edge.core.fileio import MB, ensure_writable, write_json
 from mnist_edge.core.metadata import DATASETS, DIGITS_AUGMENTATION, Augmentation, ModelMetadata, runtime_versions
@@ -204,17 +205,32 @@ def ema_decay(recipe: TrainRecipe, plan: StepPlan) -> float | None:
     return 1 - 1 / recipe.ema_steps
 
 
+def native_bf16(device: str) -> bool:
+    """Whether this device computes bfloat16 natively (CPU: AVX512-BF16 or AMX, as oneDNN sees it)."""
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def choose_precision(precision: str, device: str) -> tuple[bool, str]:
+    """(bf16 autocast or not, the line `train` prints saying which and why): 'auto' only where bf16 is native."""
+    if precision == "fp32":
+        return False, "precision: fp32 (--precision fp32)"
+    native = native_bf16(device)
+    what = "this GPU" if device == "cuda" else "this CPU"
+    if precision == "bf16":
+        if not native:
+            raise MnistEdgeError(f"--precision bf16: this {device.upper()} has no native bfloat16 (use fp32)")
+        return True, "precision: bf16 autocast (--precision bf16)"
+    if native:
+        return True, (f"precision: bf16 autocast (auto: {what} has native bf16; --precision fp32 for the model "
+                      f"every CPU trains)")
+    return False, f"precision: fp32 (auto: {what} has no native bf16, and emulating it is slow)"
+
+
 def use_bf16(precision: str, device: str) -> bool:
     """Whether to train with bf16 autocast: 'auto' only where bf16 is native, never emulated (slow)."""
-    if precision == "fp32":
-        return False
-    if device == "cuda":
-        native = torch.cuda.is_bf16_supported()
-    else:
-        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
-    if precision == "bf16" and not native:
-        raise MnistEdgeError(f"--precision bf16: this {device.upper()} has no native bfloat16 (use fp32)")
-    return native
+    return choose_precision(precision, device)[0]
 
 
 def train_step(model, opt, sched, x, y, label_smoothing: float, bf16: bool = False) -> tuple[float, int]:
@@ -301,10 +317,13 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
             ema.updates = start_epoch * plan.steps_per_epoch
         if start_epoch >= recipe.epochs:
             say.log(f"{ckpt_path}: already trained {start_epoch} of {recipe.epochs} epochs; nothing to do")
-    bf16 = use_bf16(recipe.precision, device)
+    bf16, why = choose_precision(recipe.precision, device)
+    run = {"precision": "bf16 autocast" if bf16 else "fp32", "device": device, "threads": torch.get_num_threads(),
+           "cpu": cpu_info()}  # what this run trained with, beside the settings asked for: see _save
+    say.log(why)
     say.log(f"{recipe.arch}: {count_params(model):,} parameters, {count_macs(model) / 1e6:.2f} M MACs/image; "
-            f"{n:,} training images, {len(test_split):,} test images, device {device}, "
-            f"{'bf16 autocast' if bf16 else 'fp32'}; {plan.total_steps:,} steps of batch {plan.batch_size}, "
+            f"{n:,} training images, {len(test_split):,} test images, device {device}; "
+            f"{plan.total_steps:,} steps of batch {plan.batch_size}, "
             f"peak lr {plan.lr:.3g}{f', weight average decay {decay:.4g}' if decay else ''}")
 
     t_start = time.perf_counter()
@@ -331,7 +350,7 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
                    "test_loss": ev.loss, "test_acc": ev.accuracy, "seconds": round(time.perf_counter() - t0, 2)}
             history.append(row)
             meta.test_acc, meta.test_loss, meta.epochs = ev.accuracy, ev.loss, epoch + 1
-            _save(settings, ckpt_path, metrics_path, model, kept, meta, opt, sched, history)
+            _save(settings, run, ckpt_path, metrics_path, model, kept, meta, opt, sched, history)
             say.log(f"epoch {epoch + 1:>3}/{recipe.epochs}  train loss {row['train_loss']:.4f} "
                     f"acc {row['train_acc']:.4f}  test loss {row['test_loss']:.4f} "
                     f"acc {row['test_acc']:.4f}  {row['seconds']:.1f}s")
@@ -371,7 +390,9 @@ def _weights(model: torch.nn.Module) -> dict:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
-def _save(settings: TrainSettings, ckpt_path, metrics_path, model, kept, meta, opt, sched, history) -> None:
+def _save(settings: TrainSettings, run: dict, ckpt_path, metrics_path, model, kept, meta, opt, sched,
+          history) -> None:
+    """The checkpoint and metrics.json; `run`: the precision, device, threads and CPU this process trained with."""
     meta.seed = settings.recipe.seed
     meta.versions = runtime_versions()
     checkpoint.save(ckpt_path, {
@@ -380,6 +401,7 @@ def _save(settings: TrainSettings, ckpt_path, metrics_path, model, kept, meta, o
         **({"trained_state_dict": _weights(model)} if kept is not model else {}),
         "metadata": meta.to_dict(),
         "config": _config(settings),
+        "run": run,
         "history": history,
         "epochs_done": len(history),
         "optimizer": opt.state_dict(),
@@ -393,6 +415,7 @@ def _save(settings: TrainSettings, ckpt_path, metrics_path, model, kept, meta, o
         "test_acc": final["test_acc"],
         "test_loss": final["test_loss"],
         "config": _config(settings),
+        **run,
     })
 
 

@@ -71,6 +71,7 @@ class FormatResult:
     against: dict | None = None  # max |Δ| and agreement against the format's reference sibling, if it has one
     exact: dict | None = None  # against the int8 file's integer reference (quant/reference.py), if held to it
     engine: str | None = None  # what ran the file, where a format names it (the web app: wasm in Node, or not)
+    skipped: str | None = None  # why a device row did not run here (its toolchain is missing)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -203,17 +204,25 @@ class CheckReport:
     results: list[FormatResult]
 
     def to_json(self) -> dict:
-        return {"passed": self.passed, "reference_accuracy": self.reference_accuracy,
+        from mnist_edge.core.cpu import cpu_info
+
+        return {"passed": self.passed, "reference_accuracy": self.reference_accuracy, "cpu": cpu_info(),
                 "results": [r.to_json() for r in self.results]}
 
 
-def check_folder(ref: Reference, artifacts: Path, tol: Tolerances | None = None) -> CheckReport:
+def check_folder(ref: Reference, artifacts: Path, tol: Tolerances | None = None, devices: bool = True) -> CheckReport:
+    """Every exported model in `artifacts` against the reference; with `devices`, also the emulated device rows."""
     results = []
-    present = exported_present(artifacts)
+    present = [(f, p) for f, p in exported_present(artifacts) if devices or not f.device]
     found = {f.name: p for f, p in present}
     int8_onnx = found.get(INT8_ONNX)
     exact = exact_reference(int8_onnx, ref) if int8_onnx and any(f.exact_int8 for f, _ in present) else None
     for fmt, path in present:
+        why = fmt.unavailable() if fmt.device else None
+        if why:  # an emulated device without its toolchain: the row is skipped, saying why
+            results.append(FormatResult(fmt.name, str(path), float("nan"), float("nan"), float("nan"), float("nan"),
+                                        float("nan"), True, skipped=why))
+            continue
         sibling = load_runtime(found[fmt.reference]) if fmt.reference in found else None
         result = compare(ref, fmt.load(path), fmt, tol, sibling, exact)
         results.append(result)
@@ -229,6 +238,9 @@ def table(results: list[FormatResult], ref_accuracy: float) -> str:
             f"{'Δ acc':>8}  result")
     rows = [f"{'pytorch (ref)':<18}{'':>10}{'':>10}{'':>13}{100 * ref_accuracy:>9.2f}%{'':>8}  reference"]
     for r in results:
+        if r.skipped:
+            rows.append(f"{r.format:<18}{'':>63}  skipped: {r.skipped}")
+            continue
         verdict = "pass" if r.passed else "FAIL: " + "; ".join(r.failures)
         if r.against:
             a = r.against

@@ -31,8 +31,16 @@ ABI_VERSION = 1
 # Exactness does not depend on it (no -ffast-math; the .c turns floating-point contraction off).
 CFLAGS = ("-O3", "-std=c99", "-shared", "-fPIC")
 COMPILERS = ("cc", "gcc", "clang")  # tried in this order unless $CC names one
+KERNEL_DIR = Path(__file__).resolve().parents[1] / "c"  # the kernels as C files (package data)
+KERNELS_H = "mnist_edge_kernels.h"
 _METADATA_RE = re.compile(r"/\* mnist-edge-metadata-json:\n(.*?)\n\*/", re.S)
 _BUILD_LOCK = threading.Lock()
+
+
+def kernel_source(name: str) -> str:
+    """A kernel file's text without its #include of the shared header (copied once, first, instead)."""
+    text = (KERNEL_DIR / name).read_text("utf-8")
+    return "".join(ln for ln in text.splitlines(keepends=True) if ln.strip() != f'#include "{KERNELS_H}"')
 
 
 def find_compiler() -> list[str]:

@@ -1,14 +1,16 @@
 """C99 export: plain, runtime-free C generated from the verified int8 QDQ ONNX model.
 
-The generated code reproduces what ONNX Runtime's CPU provider executes for the QDQ graph, bit for bit:
+The generated code computes the exact integer semantics of the QDQ graph (quant/reference.py), bit for
+bit, which is also what ONNX Runtime's CPU provider computes wherever its kernels sum in int32:
 QuantizeLinear divides by the scale and rounds half to even; Conv and Gemm accumulate in int32 and
 requantise with ONE float32 multiply by (x_scale * w_scale) / y_scale (MLAS's MlasRequantizeOutput);
 MaxPool, Reshape and Relu work on the uint8 values; ReduceMean dequantises and sums in float32 in the
 order of Eigen's 4-float packet reduction, which is what ORT's ReduceMean runs. Any graph outside that
 set is refused with one line naming the op or attribute: the generator never emits approximate C.
 
-Over 300 lines because the C kernels and entry points are templates in this file; the graph reader is
-quant/graph.py and the runtime that compiles and runs the result is edge/runtimes/c.py.
+The kernels are C files of their own (mnist_edge/edge/c/), copied into the generated .c so that the
+model stays one .c and one .h a firmware compiles; this file writes the model's tables and the calls.
+The graph reader is quant/graph.py and the runtime that compiles and runs the result is edge/runtimes/c.py.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import onnx
 from mnist_edge.core.errors import ExportError, first_line
 from mnist_edge.core.formats import Format
 from mnist_edge.core.metadata import METADATA_KEY, ModelMetadata
-from mnist_edge.edge.runtimes.c import ABI_VERSION, C_FILE, C_MARKER, H_FILE
+from mnist_edge.edge.runtimes.c import ABI_VERSION, C_FILE, C_MARKER, H_FILE, KERNELS_H, kernel_source
 from mnist_edge.quant.graph import Program, QParams, Step, read_program
 
 README_FILE = "README.txt"
@@ -80,185 +82,23 @@ def _metadata_c(meta_json: str) -> str:
     return "const char mnist_edge_metadata_json[] = {\n    " + ",\n    ".join(rows) + "\n};\n"
 
 
-_PRELUDE = r"""
-#include "mnist_edge_model.h"
+# the kernel files the model's steps call, in the order they are copied into the .c
+_KERNELS = {"conv": "conv2d.c", "maxpool": "maxpool2d.c", "mean": "global_mean.c", "gemm": "gemm.c",
+            "relu": "relu_u8.c"}
 
-#if defined(__FAST_MATH__)
-#error "mnist_edge_model.c must not be compiled with -ffast-math: it relies on exact IEEE float32 rounding"
-#endif
-/* A fused multiply-add rounds once where ONNX Runtime rounds twice: keep them apart. */
-#if defined(__clang__)
-#pragma STDC FP_CONTRACT OFF
-#elif defined(__GNUC__)
-#pragma GCC optimize ("fp-contract=off")
-#endif
 
-/* Round half to even, as ORT does (cvtps2dq): adding 1.5 * 2^23 leaves no fraction bits, so the FPU's
-   default rounding (to nearest, ties to even) does the work. Exact for |v| < 2^22; callers clamp first. */
-static int32_t round_half_even(float v)
-{
-    float t = v + 12582912.0f;
-    t = t - 12582912.0f;
-    return (int32_t)t;
-}
-
-/* v (already divided by the output scale) -> uint8 with zero point zp: clamp, round, shift.
-   !(v >= lo) also sends NaN to lo, which is what MLAS's max() does. */
-static uint8_t to_u8(float v, int32_t zp)
-{
-    const float lo = (float)(0 - zp), hi = (float)(255 - zp);
-    if (!(v >= lo)) v = lo;
-    if (v > hi) v = hi;
-    return (uint8_t)(round_half_even(v) + zp);
-}
-"""
-
-_KERNELS = {
-    "conv": r"""
-/* The shape of one Conv and of the MaxPool fused after it (a 1x1 pool of stride 1 when there is none):
-   pooling each output pixel as it is made needs no buffer for the full-resolution Conv output. */
-typedef struct {
-    int32_t cin, h, w;                         /* input */
-    int32_t cout, kh, kw, sh, sw, pt, pl;      /* kernel, strides, top and left padding */
-    int32_t pkh, pkw, psh, psw, ph, pw;        /* pool window and strides, output height and width */
-} conv_geom;
-
-/* The receptive field of Conv output (oy, ox), zero point removed; padding is the zero point, so 0. */
-static void gather_patch(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, int32_t oy, int32_t ox,
-                         int16_t *restrict patch)
-{
-    int32_t ic, ky, kx, j = 0;
-    for (ic = 0; ic < g->cin; ++ic)
-        for (ky = 0; ky < g->kh; ++ky) {
-            const int32_t iy = oy * g->sh - g->pt + ky;
-            for (kx = 0; kx < g->kw; ++kx) {
-                const int32_t ix = ox * g->sw - g->pl + kx;
-                const int inside = iy >= 0 && iy < g->h && ix >= 0 && ix < g->w;
-                patch[j++] = (int16_t)(inside ? (int32_t)x[(ic * g->h + iy) * g->w + ix] - xzp : 0);
-            }
-        }
-}
-
-/* Conv (dilation 1, group 1) + MaxPool (no padding, floor mode) on uint8 CHW -> uint8 CHW. Each output
-   channel is one int8 x int16 dot product over the patch (integer sums are exact in any order), then
-   ORT's requantisation; max-pooling the requantised values is what ORT's uint8 MaxPool does. */
-static void conv2d(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, const int8_t *restrict wt,
-                   const int32_t *restrict bias, const float *restrict mult, int32_t yzp,
-                   uint8_t *restrict y, int16_t *restrict patch)
-{
-    /* locals, not g->..., in the loops: stores to uint8_t may alias anything, g included */
-    const int32_t k = g->cin * g->kh * g->kw, cout = g->cout, ph = g->ph, pw = g->pw;
-    const int32_t pkh = g->pkh, pkw = g->pkw, psh = g->psh, psw = g->psw;
-    int32_t py, px, wy, wx, oc, i;
-    for (py = 0; py < ph; ++py)
-        for (px = 0; px < pw; ++px)
-            for (wy = 0; wy < pkh; ++wy)
-                for (wx = 0; wx < pkw; ++wx) {
-                    gather_patch(g, x, xzp, py * psh + wy, px * psw + wx, patch);
-                    for (oc = 0; oc < cout; ++oc) {
-                        const int8_t *restrict row = wt + oc * k;
-                        uint8_t *out = y + (oc * ph + py) * pw + px;
-                        int32_t acc = bias[oc];
-                        uint8_t v;
-                        for (i = 0; i < k; ++i) acc += (int32_t)row[i] * (int32_t)patch[i];
-                        v = to_u8((float)acc * mult[oc], yzp);
-                        if ((wy == 0 && wx == 0) || v > *out) *out = v;
-                    }
-                }
-}
-""",
-    "maxpool": r"""
-/* MaxPool (no padding, floor mode) straight on the uint8 values: max commutes with dequantisation. */
-static void maxpool2d(const uint8_t *x, int32_t c, int32_t h, int32_t w, int32_t kh, int32_t kw,
-                      int32_t sh, int32_t sw, int32_t oh, int32_t ow, uint8_t *y)
-{
-    int32_t ch, oy, ox, ky, kx;
-    for (ch = 0; ch < c; ++ch)
-        for (oy = 0; oy < oh; ++oy)
-            for (ox = 0; ox < ow; ++ox) {
-                uint8_t m = 0;
-                for (ky = 0; ky < kh; ++ky)
-                    for (kx = 0; kx < kw; ++kx) {
-                        const uint8_t v = x[(ch * h + oy * sh + ky) * w + ox * sw + kx];
-                        if (v > m) m = v;
-                    }
-                y[(ch * oh + oy) * ow + ox] = m;
-            }
-}
-""",
-    "mean": r"""
-/* Sum of v[0..n) in the order of Eigen's vectorised reduction with 4-float packets, which is what
-   ONNX Runtime's float ReduceMean runs (math::RowwiseSum). Float addition is not associative, so the
-   order matters: `mis` is how many floats the row starts past a 16-byte boundary in ORT's buffer. */
-static float eigen_sum4(const float *v, int32_t n, int32_t mis)
-{
-    int32_t start = (4 - mis) & 3, end1, end2, i, j;
-    float p0[4], p1[4], res;
-    if (start > n) start = n;
-    end1 = start + (n - start) / 4 * 4;
-    end2 = start + (n - start) / 8 * 8;
-    if (end1 == start) {  /* too short for one packet: plain left-to-right */
-        res = v[0];
-        for (i = 1; i < n; ++i) res += v[i];
-        return res;
-    }
-    for (j = 0; j < 4; ++j) p0[j] = v[start + j];
-    if (end1 - start > 4) {
-        for (j = 0; j < 4; ++j) p1[j] = v[start + 4 + j];
-        for (i = start + 8; i < end2; i += 8)
-            for (j = 0; j < 4; ++j) {
-                p0[j] += v[i + j];
-                p1[j] += v[i + 4 + j];
-            }
-        for (j = 0; j < 4; ++j) p0[j] += p1[j];
-        if (end1 > end2)
-            for (j = 0; j < 4; ++j) p0[j] += v[end2 + j];
-    }
-    res = (p0[0] + p0[2]) + (p0[1] + p0[3]);  /* Eigen's predux of a 4-float packet */
-    for (i = 0; i < start; ++i) res += v[i];
-    for (i = end1; i < n; ++i) res += v[i];
-    return res;
-}
-
-/* Global average pool as ORT runs it: DequantizeLinear, float ReduceMean, QuantizeLinear. */
-static void global_mean(const uint8_t *x, int32_t c, int32_t hw, int32_t xzp, float xs,
-                        float ys, int32_t yzp, uint8_t *y, float *tmp)
-{
-    int32_t ch, i;
-    for (ch = 0; ch < c; ++ch) {
-        float mean;
-        for (i = 0; i < hw; ++i) tmp[i] = (float)((int32_t)x[ch * hw + i] - xzp) * xs;
-        /* rows start at multiples of hw floats from ORT's 64-byte aligned buffer (for the first
-           image of a batch; later images too whenever c * hw is a multiple of 4) */
-        mean = eigen_sum4(tmp, hw, (int32_t)(((uint32_t)ch * (uint32_t)hw) & 3u)) / (float)hw;
-        y[ch] = to_u8(mean / ys, yzp);
-    }
-}
-""",
-    "gemm": r"""
-/* Gemm y = W a + b with W stored [out][in]; int32 accumulation, one float multiply to requantise. */
-static void gemm(const uint8_t *restrict a, int32_t k, int32_t azp, const int8_t *restrict wt,
-                 const int32_t *restrict bias, const float *restrict mult, int32_t n, int32_t yzp,
-                 uint8_t *restrict y)
-{
-    int32_t j, i;
-    for (j = 0; j < n; ++j) {
-        const int8_t *row = wt + j * k;
-        int32_t acc = bias[j];
-        for (i = 0; i < k; ++i) acc += (int32_t)row[i] * ((int32_t)a[i] - azp);
-        y[j] = to_u8((float)acc * mult[j], yzp);
-    }
-}
-""",
-    "relu": r"""
-/* Relu between equal quantizations: real 0 is the zero point. In place. */
-static void relu_u8(uint8_t *x, int32_t n, uint8_t zp)
-{
-    int32_t i;
-    for (i = 0; i < n; ++i) if (x[i] < zp) x[i] = zp;
-}
-""",
-}
+def conv_weights(w: np.ndarray) -> np.ndarray:
+    """Conv weights (cout, cin, kh, kw) in conv2d.c's layout: rows zero-padded to kp (a multiple of 4), each
+    4 in the order 0, 2, 1, 3 (what SXTB16 and SXTB16 ROR #8 pair with the int16 patch), channels in
+    pairs whose rows interleave 4 at a time, an odd last channel's row alone at the end."""
+    rows = w.reshape(w.shape[0], -1)
+    cout, kp = rows.shape[0], -(-rows.shape[1] // 4) * 4
+    padded = np.zeros((cout, kp), np.int8)
+    padded[:, :rows.shape[1]] = rows
+    groups = padded.reshape(cout, kp // 4, 4)[:, :, [0, 2, 1, 3]]
+    even = cout - cout % 2
+    pairs = groups[:even].reshape(even // 2, 2, kp // 4, 4).transpose(0, 2, 1, 3)  # (pair, group, channel, 4)
+    return np.concatenate([pairs.reshape(-1), groups[even:].reshape(-1)])
 
 
 def _requant_multipliers(in_q: QParams, wscale: np.ndarray, out_q: QParams) -> np.ndarray:
@@ -275,6 +115,7 @@ class _Emitter:
         self.calls: list[str] = []
         self.size = {"a": int(np.prod(prog.input_shape)), "b": 0}
         self.patch_size = self.tmp_size = 0
+        self.marks = 0  # profiling marks: 0 after the input is quantized, then one after each layer
 
     def _use(self, buf: str, n: int) -> str:
         self.size[buf] = max(self.size[buf], n)
@@ -296,12 +137,16 @@ class _Emitter:
             else:
                 getattr(self, f"_{s.kind}")(i, s, f"buf_{src}", self._use(dst, n_out))
                 src = dst
+            if s.kind != "flatten":
+                self.marks += 1
+                self.calls.append(f"MNIST_EDGE_MARK({self.marks});  /* {_comment(_layer_name(s, pool))} */")
             i += 2 if pool else 1
         self.out_buf = f"buf_{src}"
 
-    def _weights(self, i: int, s: Step) -> str:
-        self.consts.append(f"/* layer {i}: {s.kind} {_comment(repr(s.node))}, {s.in_shape} -> {s.out_shape} */\n")
-        self.consts.append(_c_array("int8_t", f"w{i}", s.args["w"]))
+    def _weights(self, i: int, s: Step, w: np.ndarray | None = None, layout: str = "") -> str:
+        self.consts.append(f"/* layer {i}: {s.kind} {_comment(repr(s.node))}, {s.in_shape} -> {s.out_shape}"
+                           f"{layout} */\n")
+        self.consts.append(_c_array("int8_t", f"w{i}", s.args["w"] if w is None else w))
         self.consts.append(_c_array("int32_t", f"b{i}", s.args["bias"], _i32, 12))
         self.consts.append(_c_array("float", f"m{i}", _requant_multipliers(s.in_q, s.args["wscale"], s.out_q),
                                     _f32, 6))
@@ -312,12 +157,15 @@ class _Emitter:
         (kh, kw), (sh, sw), (pt, pl) = s.args["k"], s.args["s"], s.args["p"]
         (pkh, pkw), (psh, psw) = (pool.args["k"], pool.args["s"]) if pool else ((1, 1), (1, 1))
         _, ph, pw = (pool or s).out_shape
-        self.patch_size = max(self.patch_size, cin * kh * kw)
-        consts = self._weights(i, s)
+        kp = -(-cin * kh * kw // 4) * 4
+        self.patch_size = max(self.patch_size, max(2, pkh * pkw) * kp)  # two receptive fields, or a pool window's
+        consts = self._weights(i, s, conv_weights(s.args["w"]),
+                               f"; {cout} x {kp} weights in conv2d's layout")
         self.consts.append(f"static const conv_geom g{i} = {{.cin = {cin}, .h = {h}, .w = {w}, .cout = {cout}, "
                            f".kh = {kh}, .kw = {kw}, .sh = {sh}, .sw = {sw}, .pt = {pt}, .pl = {pl},\n"
-                           f"    .pkh = {pkh}, .pkw = {pkw}, .psh = {psh}, .psw = {psw}, .ph = {ph}, .pw = {pw}}};\n")
-        self.calls.append(f"conv2d(&g{i}, {x}, {s.in_q.zero_point}, {consts}, {s.out_q.zero_point}, {y}, patch);"
+                           f"    .pkh = {pkh}, .pkw = {pkw}, .psh = {psh}, .psw = {psw}, .ph = {ph}, .pw = {pw}, "
+                           f".kp = {kp}}};\n")
+        self.calls.append(f"conv2d(&g{i}, {x}, {s.in_q.zero_point}, {consts}, {s.out_q.zero_point}, {y}, patch.v);"
                           + ("  /* + MaxPool */" if pool else ""))
 
     def _gemm(self, i: int, s: Step, x: str, y: str) -> None:
@@ -340,7 +188,8 @@ class _Emitter:
         """Static scratch: every call rewrites all of it before reading it, so calls never interfere."""
         lines = [f"static uint8_t buf_a[{self.size['a']}];", f"static uint8_t buf_b[{max(self.size['b'], 1)}];"]
         if self.patch_size:
-            lines.append(f"static int16_t patch[{self.patch_size}];  /* one Conv receptive field */")
+            lines.append(f"static union {{ int32_t align; int16_t v[{self.patch_size}]; }} patch;  "
+                         "/* Conv receptive fields (im2col), word aligned */")
         if self.tmp_size:
             lines.append(f"static float mean_tmp[{self.tmp_size}];  /* one channel of a global mean */")
         return "\n".join(lines) + "\n"
@@ -369,10 +218,12 @@ def emit_c(prog: Program, meta: ModelMetadata) -> tuple[str, str]:
         f"/* {C_MARKER}: generated by mnist-edge {_comment(meta.mnist_edge_version)} from model.int8.onnx.\n"
         "   Do not edit.\n"
         f"   {_summary(prog)}\n"
-        f"   Bit-exact with ONNX Runtime (CPU) on the same normalised input; see mnist_edge_model.h. */\n",
+        f"   Bit-exact with the int8 graph's integer semantics on the same normalised input; see\n"
+        "   mnist_edge_model.h. */\n",
         _metadata_comment(meta_json),
-        _PRELUDE,
-        *(_KERNELS[kd] for kd in _kinds(prog)),
+        '\n#include "mnist_edge_model.h"\n\n',
+        kernel_source(KERNELS_H),
+        *("\n" + kernel_source(_KERNELS[kd]) for kd in _kinds(prog)),
         "\n/* ---- model constants (flash) ---- */\n",
         *e.consts,
         "\n/* ---- scratch (RAM) ---- */\n",
@@ -390,11 +241,21 @@ def emit_c(prog: Program, meta: ModelMetadata) -> tuple[str, str]:
 
 
 _ENTRY_POINTS = r"""
+/* Profiling hook: compiled with -DMNIST_EDGE_MARK_HOOK=f, the network calls f(step) after each layer
+   (step 0: the input is quantized); without it the marks compile to nothing. */
+#ifdef MNIST_EDGE_MARK_HOOK
+void MNIST_EDGE_MARK_HOOK(int32_t step);
+#define MNIST_EDGE_MARK(step) MNIST_EDGE_MARK_HOOK(step)
+#else
+#define MNIST_EDGE_MARK(step) ((void)0)
+#endif
+
 /* the quantized network on buf_a (the quantized input); dequantized logits out, top-1 class returned */
 static int run_network(float *logits)
 {{
     int32_t j, best = 0;
     float best_v = 0.0f;
+    MNIST_EDGE_MARK(0);  /* input quantized */
     {body}
     for (j = 0; j < {k}; ++j) {{
         const float v = (float)((int32_t){out}[j] - {out_zp}) * {out_scale};  /* DequantizeLinear */
@@ -431,6 +292,18 @@ void mnist_edge_predict_normalized_batch(const float *x, int32_t n, float *logit
 """
 
 
+def _layer_name(s: Step, pool: Step | None) -> str:
+    """A layer as the profile names it, e.g. "conv 3x3 16->32 + maxpool 2x2"."""
+    if s.kind == "conv":
+        name = f"conv {s.args['k'][0]}x{s.args['k'][1]} {s.in_shape[0]}->{s.out_shape[0]}"
+        return name + (f" + maxpool {pool.args['k'][0]}x{pool.args['k'][1]}" if pool else "")
+    if s.kind == "gemm":
+        return f"fc {s.in_shape[0]}->{s.out_shape[0]}"
+    if s.kind == "maxpool":
+        return f"maxpool {s.args['k'][0]}x{s.args['k'][1]}"
+    return {"mean": "global mean", "relu": "relu"}.get(s.kind, s.kind)
+
+
 def _summary(prog: Program) -> str:
     parts = []
     for s in prog.steps:
@@ -458,8 +331,9 @@ def _header(prog: Program, meta: ModelMetadata, ram: int) -> str:
    {_summary(prog)}
    RAM: {ram} bytes of static scratch; no malloc, no stdio, no libm.
 
-   Results are bit-identical to ONNX Runtime (CPU) running model.int8.onnx on the same float input,
-   when compiled as ISO C99 with IEEE-754 float32 and without -ffast-math.
+   Results are bit-identical to the exact integer semantics of model.int8.onnx on the same float input
+   (what ONNX Runtime's CPU kernels compute too wherever they sum in int32), when compiled as ISO C99
+   with IEEE-754 float32 and without -ffast-math.
 
    Not reentrant: the functions share static scratch buffers (each call rewrites them completely before
    reading them, so consecutive calls never affect each other), so do not call them from two threads or
@@ -506,14 +380,15 @@ extern const int32_t mnist_edge_abi_version;   /* {ABI_VERSION} */
 
 _README = """mnist-edge C model: plain C99, no runtime, no malloc, no stdio, no libm.
 
-Files: mnist_edge_model.c, mnist_edge_model.h (compile the .c with your firmware).
+Files: mnist_edge_model.c, mnist_edge_model.h (compile the .c with your firmware);
+       example-mps2-an386/: a bare-metal firmware around them (make run: QEMU's Cortex-M4F board).
 Use:   #include "mnist_edge_model.h"
        float logits[MNIST_EDGE_NUM_CLASSES];
        int digit = mnist_edge_predict(pixels, logits);   /* pixels: uint8_t[784], 0..255 */
 Build: any C99 compiler with IEEE-754 float32, e.g. gcc -std=c99 -O2 -c mnist_edge_model.c
        Do not use -ffast-math (the file refuses it). With compilers other than GCC/clang, turn off
-       floating-point contraction (fused multiply-add): the results are then bit-identical to
-       ONNX Runtime running model.int8.onnx.
+       floating-point contraction (fused multiply-add): the results are then bit-identical to the
+       exact integer semantics of model.int8.onnx (mnist-edge check holds them to it).
 Not reentrant: one call at a time (static scratch buffers, fully rewritten by each call).
 Model metadata: the comment block at the top of the .c and the string mnist_edge_metadata_json.
 """
@@ -539,20 +414,62 @@ def generate(onnx_path: Path) -> tuple[str, str, ModelMetadata]:
     if prog.num_classes != len(src_meta.class_names):
         raise ExportError(f"{onnx_path}: the model has {prog.num_classes} outputs but "
                           f"{len(src_meta.class_names)} class names")
-    recipe = f"{src_meta.quantization or 'int8'}; as C99 integer kernels, bit-exact with onnxruntime"
+    recipe = f"{src_meta.quantization or 'int8'}; as C99 integer kernels, bit-exact with its integer semantics"
     meta = replace(src_meta, quantization=recipe)
     c_text, h_text = emit_c(prog, meta)
     return c_text, h_text, meta
 
 
 def export(job, fmt: Format, tmp: Path) -> ModelMetadata:
-    """Generate the C model from the verified int8 ONNX file into the folder `tmp` (.c, .h, README.txt).
+    """Generate the C model from the verified int8 ONNX file into the folder `tmp` (.c, .h, README.txt), with
+    a bare-metal example firmware beside it (EXAMPLE_DIR).
 
     The orchestrator then holds it to the int8 ONNX model's logits bit for bit (the row's reference).
     """
-    c_text, h_text, meta = generate(Path(job.sources[fmt.source]))
+    src = Path(job.sources[fmt.source])
+    c_text, h_text, meta = generate(src)
     write_files(c_text, h_text, tmp)
+    write_example(tmp / EXAMPLE_DIR, src, meta, example_digits(getattr(job, "calibration", None), meta))
     return meta
+
+
+# --- the example firmware -------------------------------------------------------------------------
+
+EXAMPLE_DIR = "example-mps2-an386"
+EXAMPLE_DIGITS = 6
+_EXAMPLE_FILES = ("startup.c", "semihost.h", "cortex_m.ld", "example/main.c", "example/Makefile", "example/README.md")
+
+
+def example_digits(calibration: np.ndarray | None, meta: ModelMetadata) -> np.ndarray:
+    """(EXAMPLE_DIGITS, 28, 28) uint8: the first calibration (training) images as raw pixels, else bars."""
+    if calibration is not None and len(calibration) >= EXAMPLE_DIGITS:
+        x = calibration[:EXAMPLE_DIGITS, 0].astype(np.float64)  # normalised: back to 0..255
+        return np.clip(np.rint((x * meta.std + meta.mean) * 255.0), 0, 255).astype(np.uint8)
+    digits = np.zeros((EXAMPLE_DIGITS, 28, 28), np.uint8)
+    for i in range(EXAMPLE_DIGITS):
+        digits[i, 6:22, 12 - i:15 + i] = 255  # vertical bars of growing width
+    return digits
+
+
+def write_example(folder: Path, onnx_path: Path, meta: ModelMetadata, digits: np.ndarray) -> None:
+    """The example firmware (edge/cortex_m/example) with the digits and the classes the int8 model gives them."""
+    from mnist_edge.edge.runtimes.cortex_m import FIRMWARE_DIR
+    from mnist_edge.quant.reference import reference_logits
+
+    expected = reference_logits(onnx_path, meta.normalize(digits)).argmax(1)
+    folder.mkdir()
+    for name in _EXAMPLE_FILES:
+        (folder / Path(name).name).write_text((FIRMWARE_DIR / name).read_text("utf-8"), "utf-8")
+    rows = ",\n".join("    {" + ", ".join(map(str, d.ravel().tolist())) + "}" for d in digits)
+    (folder / "digits.h").write_text(
+        f"/* digits.h: generated by mnist-edge: {len(digits)} images (raw pixels, 0..255) and the class\n"
+        f"   model.int8.onnx gives each (its exact integer semantics). */\n"
+        "#ifndef EXAMPLE_DIGITS_H\n#define EXAMPLE_DIGITS_H\n\n#include <stdint.h>\n\n"
+        "#include \"mnist_edge_model.h\"\n\n"
+        f"#define EXAMPLE_DIGITS {len(digits)}\n\n"
+        f"static const uint8_t example_pixels[EXAMPLE_DIGITS][MNIST_EDGE_INPUT_SIZE] = {{\n{rows}\n}};\n\n"
+        f"static const int example_expected[EXAMPLE_DIGITS] = {{{', '.join(map(str, expected.tolist()))}}};\n\n"
+        "#endif /* EXAMPLE_DIGITS_H */\n", "utf-8")
 
 
 def write_files(c_text: str, h_text: str, folder: Path) -> Path:

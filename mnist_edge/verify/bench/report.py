@@ -67,9 +67,11 @@ class BenchReport:
     verdict: dict | None = None  # the fastest format at the smallest batch, or a tie
     regressions: list[str] = field(default_factory=list)  # points slower than the --baseline run
     files: list[Path] = field(default_factory=list)
+    devices: list[dict] = field(default_factory=list)  # emulated devices: instruction counts, flash, RAM
+    clock_mhz: float | None = None  # the clock of the devices' time estimates
 
     def to_json(self) -> dict:
-        return {"machine": self.machine, "results": [r.to_json() for r in self.results],
+        return {"machine": self.machine, "results": [r.to_json() for r in self.results], "devices": self.devices,
                 "min_accuracy": self.min_accuracy, "passed": not self.below_min_accuracy(),
                 "verdict": self.verdict, "noisy_points": sum(r.noisy for r in self.results),
                 "seconds": round(self.seconds, 1)}
@@ -105,6 +107,8 @@ class BenchReport:
     def summary(self) -> str:
         """The run's last line: the verdict and how many points were too noisy to trust."""
         v, n = self.verdict, sum(r.noisy for r in self.results)
+        if not self.results:
+            return "no host formats timed"
         if v is None:
             head = "one format measured"
         elif v["tie"]:
@@ -192,8 +196,10 @@ def _footprint(r: BenchRow) -> str:
 
 def markdown(report: BenchReport) -> str:
     """A summary table (smallest batch latency, largest batch throughput), then every point."""
+    from mnist_edge.verify.bench import devices
+
     m = report.machine
-    sizes = sorted({r.batch_size for r in report.results})
+    sizes = sorted({r.batch_size for r in report.results}) or [1]
     small, large = sizes[0], sizes[-1]
     lines = [
         f"mnist-edge bench: {m['cpu']}, {m['threads']} thread(s) of {m['cores']} cores, python {m['python']}, "
@@ -218,10 +224,13 @@ def markdown(report: BenchReport) -> str:
         lines.append(f"| {r.format} | {r.batch_size} | {_p50(r)} | {r.p50_ci_ms[0]:.3f}-{r.p50_ci_ms[1]:.3f} | "
                      f"{r.latency_ms_p90:.3f} | {r.latency_ms_p99:.3f} | {r.throughput_ips:,.0f} | {_speedup(r)} | "
                      f"{r.iterations} | {r.windows} |")
+    if not report.results:  # only emulated devices were asked for: no host tables
+        del lines[1:]
     micro = [(f, _footprint(report.first(f))) for f in report.formats() if _footprint(report.first(f))]
     if micro:
         lines += ["", "Microcontroller targets (host latency above is not device latency):"]
         lines += [f"- {f}: {fp}" for f, fp in micro]
+    lines += devices.markdown(report.devices, report.clock_mhz)
     lines += ["", report.summary()]
     if report.min_accuracy is not None:
         low = report.below_min_accuracy()
@@ -271,6 +280,6 @@ def write_reports(report: BenchReport, folder: Path, with_plot: bool = True) -> 
     paths = [folder / name for name in REPORT_FILES]
     write_json(paths[0], report.to_json())
     write_text(paths[1], markdown(report))
-    if with_plot:
+    if with_plot and report.results:
         plot(report, paths[2])
-    return paths if with_plot else paths[:2]
+    return paths if with_plot and report.results else paths[:2]

@@ -118,6 +118,8 @@ def check_settings(cfg: BenchSettings) -> None:
         raise BenchError(f"--threads must be at least 1, got {cfg.threads}")
     if cfg.min_accuracy is not None and not 0.0 <= cfg.min_accuracy <= 1.0:
         raise BenchError(f"--min-accuracy is a fraction 0..1 (e.g. 0.99), got {cfg.min_accuracy}")
+    if cfg.device_images < 1 or (cfg.clock_mhz is not None and not cfg.clock_mhz > 0):
+        raise BenchError("--device-images must be at least 1 and --clock-mhz above 0")
     if cfg.min_time_s < 0 or cfg.min_iters < 1 or cfg.rounds < 1:
         raise BenchError("the timing budget must be >= 0 s, >= 1 call and >= 1 round")
 
@@ -255,6 +257,19 @@ def verdict(rows: list[BenchRow], windows: dict) -> dict | None:
             "tie": lo <= 1.0}
 
 
+def _devices(todo: list[tuple[Format, Path]], cfg: BenchSettings, say: Callable[[str], None]) -> list[dict]:
+    """The emulated devices' rows on the first test images (see bench/devices.py)."""
+    if not todo:
+        return []
+    from mnist_edge.core.data import load_test_split
+    from mnist_edge.edge.runtimes.c import read_metadata
+    from mnist_edge.verify.bench.devices import measure_devices
+
+    say(f"emulated devices: instructions per inference on {cfg.device_images} test images")
+    x = read_metadata(todo[0][1]).normalize(load_test_split(cfg.data_dir).images[:cfg.device_images])
+    return measure_devices(todo, x, cfg.clock_mhz, say)
+
+
 def run_bench(cfg: BenchSettings, say: Callable[[str], None] = lambda line: None,
               baseline: Path | None = None) -> BenchReport:
     """Benchmark every selected format in rounds; write the reports if cfg.write; check the baseline."""
@@ -272,16 +287,20 @@ def run_bench(cfg: BenchSettings, say: Callable[[str], None] = lambda line: None
     if load is not None and load > cores / 2:
         say(f"warning: the machine is busy (load {load:.1f} on {cores} cores): timings will be noisy, and "
             f"multi-threaded torch suffers most; compare ratios within one run, or use --threads 1")
+    on_devices = [(f, p) for f, p in todo if f.device]  # emulated: counted in instructions, not timed
+    todo = [(f, p) for f, p in todo if not f.device]
     workers = start_workers(todo, cfg, threads, say)
     peaks: dict[str, float | None] = {}
     try:
         points = points_of(todo, cfg.batch_sizes)
-        windows = measure(workers, points, cfg, say)
+        windows = measure(workers, points, cfg, say) if points else {}
     finally:
         for name, w in workers.items():
             peaks[name] = w.close()
     rows = build_rows(workers, windows, peaks)
-    report = BenchReport(machine, rows, cfg.min_accuracy, time.perf_counter() - t0, verdict(rows, windows))
+    device_rows = _devices(on_devices, cfg, say)
+    report = BenchReport(machine, rows, cfg.min_accuracy, time.perf_counter() - t0,
+                         verdict(rows, windows) if rows else None, devices=device_rows, clock_mhz=cfg.clock_mhz)
     if cfg.write:
         report.files = write_reports(report, Path(cfg.artifacts), cfg.plot)
         say(f"wrote {', '.join(p.name for p in report.files)} in {cfg.artifacts}/")

@@ -100,6 +100,9 @@ def serve(spec: dict, stdin=sys.stdin, stdout=sys.stdout) -> None:
 
 def main(argv: list[str]) -> int:
     from mnist_edge.core.quiet import quiet_libraries
+    from mnist_edge.core.threads import prefer_passive_waits
+
+    prefer_passive_waits()  # before a runtime imports torch (the parent's setting, when it set one)
 
     if len(argv) != 1:
         print("usage: python -m mnist_edge.verify.bench.worker SPEC_JSON (run by `mnist-edge bench`)",

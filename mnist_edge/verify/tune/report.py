@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mnist_edge.core.cpu import describe
 from mnist_edge.core.fileio import write_json, write_text, write_with
 from mnist_edge.verify.tune import layers as layer_report
 
@@ -28,7 +29,7 @@ def summary(result) -> list[str]:
     c, f = result.chosen, result.final
     b, big = (str(x) for x in (f["batches"][0], f["batches"][-1]))
     pc, pd, pf = (f["points"][b][n] for n in (c.name, "default", "onnx"))
-    lines = [f"chosen: {c.name}: {c.recipe.describe()}",
+    lines = [f"chosen: {c.name}: {c.recipe.describe()}; exact on {c.right_on}",
              f"accuracy {100 * c.parity.accuracy:.2f}% ({100 * c.parity.accuracy_delta:+.2f} points against "
              f"PyTorch {100 * result.reference_accuracy:.2f}%), top-1 agreement {100 * c.parity.top1_agreement:.2f}%",
              f"batch {b} p50 {pc['p50_ms']:.4f} ms ({pc['p50_ci_ms'][0]:.4f}-{pc['p50_ci_ms'][1]:.4f}): "
@@ -47,11 +48,11 @@ def summary(result) -> list[str]:
 def markdown(result) -> str:
     s = result.settings
     lines = [f"# mnist-edge tune: max drop {s['max_drop_points']:g} points, batch {s['batch']}, "
-             f"{s['threads']} thread(s), {result.seconds:.0f} s", "",
+             f"{s['threads']} thread(s), {result.seconds:.0f} s", "", f"CPU: {describe()}", "",
              *[f"- {ln}" for ln in summary(result)], *[f"- {ln}" for ln in result.derived], "",
              f"| candidate | stage | meets budget | accuracy (%) | Δ (pts) | agreement (%) | size (KB) | "
-             f"p50 ms @{s['batch']} (95% CI) | vs default | note |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+             f"p50 ms @{s['batch']} (95% CI) | vs default | exact on | note |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for c in result.candidates:
         t = c.timing.get(s["batch"])
         p50 = f"{t.latency_ms_p50:.4f} ({t.p50_ci_ms[0]:.4f}-{t.p50_ci_ms[1]:.4f})" if t else "–"
@@ -60,7 +61,7 @@ def markdown(result) -> str:
         name = f"**{c.name}**" if c.chosen else c.name
         lines.append(f"| {name} | {c.stage} | {'yes' if c.passed else 'no'} | {100 * p.accuracy:.2f} | "
                      f"{100 * p.accuracy_delta:+.2f} | {100 * p.top1_agreement:.2f} | {c.size_bytes / 1024:.0f} | "
-                     f"{p50} | {vs} | {c.note or '; '.join(p.failures)} |")
+                     f"{p50} | {vs} | {c.right_on} | {c.note or '; '.join(p.failures)} |")
     if result.skipped:
         lines += ["", f"not tried (over budget): {', '.join(result.skipped)}"]
     lines += ["", f"Per-layer error of {result.written.name} on {s['layer_images']} calibration images, "

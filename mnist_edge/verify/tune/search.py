@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mnist_edge.core.cpu import cpu_info
 from mnist_edge.core.errors import MnistEdgeError, first_line
 from mnist_edge.core.fileio import MB, ensure_writable, size_of
 from mnist_edge.core.formats import FORMATS, Format, load_runtime, present, resolve
@@ -46,6 +47,17 @@ from mnist_edge.verify.tune.layers import LayerError, layer_errors
 INT8, FP32 = FORMATS["onnx-int8"], FORMATS["onnx"]
 DEFAULT, FP32_REF = "default", "onnx"  # the reference points of every timing run (bench's speed reference)
 MAKE_SHARE = 0.6  # of the budget, for making candidates; the timing runs and the write take the rest
+
+
+def right_on(path: Path) -> str:
+    """Where ONNX Runtime computes the int8 file's exact integer result (quant/reference.py)."""
+    from mnist_edge.quant.reference import SEVEN_BITS, load, widest_weight
+
+    try:
+        widest = widest_weight(load(path).program)
+    except MnistEdgeError:  # a graph outside the integer program (fp32 layers): no exact reference
+        return "no integer reference (fp32 layers)"
+    return "every CPU" if widest <= SEVEN_BITS else "x86 with VNNI and ARM (AVX2-only x86 saturates)"
 
 
 class TuneError(MnistEdgeError):
@@ -71,6 +83,8 @@ def recipe_plan(layers: list[str], ops: dict[str, str]) -> list[Int8Recipe]:
         replace(d, name="percentile", calibration="percentile"),
         replace(d, name="minmax-1000", calibration_images=1000),
         replace(d, name="percentile-1000", calibration="percentile", calibration_images=1000),
+        # 8-bit weights: right only where ONNX Runtime sums int8 products in int32 (x86 with VNNI, ARM)
+        replace(d, name="8-bit-weights", reduce_range=False),
     ]
     if heads:
         plan.insert(4, replace(d, name="fp32-head", exclude=heads))
@@ -86,6 +100,7 @@ class Candidate:
     size_bytes: int
     make_s: float
     note: str = ""
+    right_on: str = "every CPU"  # where ONNX Runtime computes this file's exact integer result
     timing: dict[int, BenchRow] = field(default_factory=dict)  # by batch size, from the candidate's stage
     vs_default: tuple[float, float, float] | None = None  # (times faster than the default recipe, 95% interval)
     chosen: bool = False
@@ -108,7 +123,7 @@ class Candidate:
                 "describe": self.recipe.describe(), "meets_budget": self.passed, "failures": p.failures,
                 "accuracy": p.accuracy, "accuracy_delta": p.accuracy_delta, "top1_agreement": p.top1_agreement,
                 "max_abs_diff": p.max_abs_diff, "size_bytes": self.size_bytes, "make_s": round(self.make_s, 2),
-                "note": self.note, "chosen": self.chosen,
+                "note": self.note, "right_on": self.right_on, "chosen": self.chosen,
                 "timing": {str(b): _timing_json(r) for b, r in self.timing.items()},
                 "vs_default": None if self.vs_default is None else
                 {"ratio": self.vs_default[0], "ci": list(self.vs_default[1:])}}
@@ -136,7 +151,7 @@ class TuneResult:
     files: list[Path] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"settings": self.settings, "reference_accuracy": self.reference_accuracy,
+        return {"settings": self.settings, "cpu": cpu_info(), "reference_accuracy": self.reference_accuracy,
                 "chosen": self.chosen.name, "recipe": self.chosen.recipe.to_dict(), "written": str(self.written),
                 "final": self.final, "excluded": self.excluded, "derived": self.derived,
                 "skipped": self.skipped, "seconds": round(self.seconds, 1),
@@ -224,7 +239,8 @@ class _Search:
                                 failures=[f"not made: {first_line(e, 160)}"])
             cand = Candidate(recipe, path, stage, fail, 0, time.perf_counter() - t0, note)
         else:
-            cand = Candidate(recipe, path, stage, self.verify(path), size_of(path), time.perf_counter() - t0, note)
+            cand = Candidate(recipe, path, stage, self.verify(path), size_of(path), time.perf_counter() - t0, note,
+                             right_on(path))
         self.made.append(cand)
         p = cand.parity
         verdict = "meets the budget" if cand.passed else "; ".join(p.failures)
@@ -240,7 +256,8 @@ class _Search:
         path = self.work / f"candidate-{len(self.made)}.onnx"
         meta = onnx_int8.metadata_of(self.meta, recipe, recipe.calibration_images)
         onnx_int8.restamp(base.path, path, meta)
-        cand = Candidate(recipe, path, "session", self.verify(path), size_of(path), time.perf_counter() - t0)
+        cand = Candidate(recipe, path, "session", self.verify(path), size_of(path), time.perf_counter() - t0,
+                         right_on=base.right_on)
         self.made.append(cand)
         return cand
 

@@ -1,0 +1,222 @@
+/* conv2d.c: Conv (dilation 1, group 1) with the MaxPool fused after it, on uint8 CHW -> uint8 CHW.
+
+   Each output is an int8 x int16 dot product over the receptive field (an im2col patch with the input
+   zero point removed once), then ORT's requantisation; the pool takes the largest of its window, which
+   is what ORT's uint8 MaxPool after the Conv gives (see conv2d below), and needs no buffer for the
+   full-size Conv output.
+   Integer sums are exact in any order, so the DSP path and the portable path give the same integers.
+
+   Blocking: 2 output channels x 2 Conv outputs per pass (4 accumulators), so every weight and every
+   patch value loaded serves two multiply-accumulates. With the Arm DSP extension (__ARM_FEATURE_DSP:
+   Cortex-M4, M7, M33, M55) 4 patch positions of a pass are 2 word loads of weights (4 int8 each),
+   2 double-word loads of patch values (4 int16 per pixel), 4 SXTB16 to widen the weights to int16
+   pairs and 8 SMLAD (two MACs each): 16 MACs in 16 instructions, 34 with the loop's two for 32 MACs.
+
+   Weight layout (written by the generator, see conv_weights in pytorch/exporters/c.py): each channel's
+   row is padded with zeros to kp, a multiple of 4 (the patch's padding is 0 too); channels go in pairs,
+   the pair's rows interleaved 4 weights at a time (channel 2j's 4, then 2j+1's 4, ...); an odd last
+   channel's row follows alone. Each 4 is stored in the order [w0, w2, w1, w3]: SXTB16 takes bytes 0
+   and 2 of a word and SXTB16 ROR #8 bytes 1 and 3, so they give the int16 pairs (w0, w1) and (w2, w3)
+   that meet the patch's pairs (p0, p1) and (p2, p3) as they lie in memory. */
+#include "mnist_edge_kernels.h"
+
+/* The SMLAD path: GCC-style inline assembly for the cores with the DSP extension. */
+#if defined(__ARM_FEATURE_DSP) && defined(__GNUC__)
+#define MNIST_EDGE_SMLAD 1
+#else
+#define MNIST_EDGE_SMLAD 0
+#endif
+
+/* The shape of one Conv and of the MaxPool fused after it (a 1x1 pool of stride 1 when there is none). */
+typedef struct {
+    int32_t cin, h, w;                         /* input */
+    int32_t cout, kh, kw, sh, sw, pt, pl;      /* kernel, strides, top and left padding */
+    int32_t pkh, pkw, psh, psw, ph, pw;        /* pool window and strides, output height and width */
+    int32_t kp;                                /* cin * kh * kw rounded up to a multiple of 4 */
+} conv_geom;
+
+static int16_t *zeros(int16_t *restrict out, int32_t n)
+{
+    while (n-- > 0) *out++ = 0;
+    return out;
+}
+
+/* The receptive field of Conv output (oy, ox) as int16, zero point removed; padding is the zero point,
+   so 0; positions k..kp are 0 as well. Which rows and columns are inside the input is found once per
+   patch; a row of 3 (the 3x3 kernels) all inside is copied unrolled, other rows column by column. */
+static void gather_patch(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, int32_t oy, int32_t ox,
+                         int16_t *restrict patch)
+{
+    const int32_t h = g->h, w = g->w, kh = g->kh, kw = g->kw, x0 = ox * g->sw - g->pl, y0 = oy * g->sh - g->pt;
+    const int32_t ky0 = y0 >= 0 ? 0 : -y0 < kh ? -y0 : kh;         /* rows ky0 .. ky1-1 are inside */
+    const int32_t ky1 = y0 + kh <= h ? kh : h - y0 > ky0 ? h - y0 : ky0;
+    const int32_t kx0 = x0 >= 0 ? 0 : -x0 < kw ? -x0 : kw;         /* columns kx0 .. kx1-1 are inside */
+    const int32_t kx1 = x0 + kw <= w ? kw : w - x0 > kx0 ? w - x0 : kx0;
+    const int32_t rows = ky1 - ky0, cols = kx1 - kx0;
+    int16_t *restrict out = patch;
+    int32_t ic, ky, kx;
+    for (ic = 0; ic < g->cin; ++ic) {
+        const uint8_t *row = x + (ic * h + y0 + ky0) * w + x0 + kx0;  /* the first inside value */
+        out = zeros(out, ky0 * kw);
+        if (cols == 3 && kw == 3) {
+            for (ky = 0; ky < rows; ++ky, row += w, out += 3) {
+                out[0] = (int16_t)((int32_t)row[0] - xzp);
+                out[1] = (int16_t)((int32_t)row[1] - xzp);
+                out[2] = (int16_t)((int32_t)row[2] - xzp);
+            }
+        } else {
+            for (ky = 0; ky < rows; ++ky, row += w) {
+                out = zeros(out, kx0);
+                for (kx = 0; kx < cols; ++kx) *out++ = (int16_t)((int32_t)row[kx] - xzp);
+                out = zeros(out, kw - kx1);
+            }
+        }
+        out = zeros(out, (kh - ky1) * kw);
+    }
+    zeros(out, g->kp - (int32_t)(out - patch));
+#if !MNIST_EDGE_SMLAD
+    /* the portable dot product multiplies index by index: give the patch the weights' order 0, 2, 1, 3 */
+    for (out = patch; out < patch + g->kp; out += 4) {
+        const int16_t t = out[1];
+        out[1] = out[2];
+        out[2] = t;
+    }
+#endif
+}
+
+#if MNIST_EDGE_SMLAD
+/* 4 patch positions of 2 channels x 2 pixels: 16 MACs in 16 instructions. w: 8 weights (the pair's 4
+   each), pa, pb: 4 int16 of each pixel's patch (word aligned); all three pointers advance. Assembly,
+   because compilers spill one of the 13 values live here and double the loop's length. */
+#define DOT_2X2(w, pa, pb, a00, a01, a10, a11)                                                     \
+    __asm__("ldr    %[t0], [%[pw]], #4\n\t"                                                        \
+            "ldrd   %[x0], %[x1], [%[qa]], #8\n\t"                                                 \
+            "ldrd   %[x2], %[x3], [%[qb]], #8\n\t"                                                 \
+            "sxtb16 %[t1], %[t0]\n\t"                                                              \
+            "sxtb16 %[t0], %[t0], ror #8\n\t"                                                      \
+            "smlad  %[c00], %[t1], %[x0], %[c00]\n\t"                                              \
+            "smlad  %[c00], %[t0], %[x1], %[c00]\n\t"                                              \
+            "smlad  %[c01], %[t1], %[x2], %[c01]\n\t"                                              \
+            "smlad  %[c01], %[t0], %[x3], %[c01]\n\t"                                              \
+            "ldr    %[t0], [%[pw]], #4\n\t"                                                        \
+            "sxtb16 %[t1], %[t0]\n\t"                                                              \
+            "sxtb16 %[t0], %[t0], ror #8\n\t"                                                      \
+            "smlad  %[c10], %[t1], %[x0], %[c10]\n\t"                                              \
+            "smlad  %[c10], %[t0], %[x1], %[c10]\n\t"                                              \
+            "smlad  %[c11], %[t1], %[x2], %[c11]\n\t"                                              \
+            "smlad  %[c11], %[t0], %[x3], %[c11]"                                                  \
+            : [c00] "+r"(a00), [c01] "+r"(a01), [c10] "+r"(a10), [c11] "+r"(a11),                  \
+              [pw] "+r"(w), [qa] "+r"(pa), [qb] "+r"(pb), [t0] "=&r"(t0), [t1] "=&r"(t1),          \
+              [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2), [x3] "=&r"(x3)                       \
+            : : "memory")
+/* The same for one channel (an odd last one): 8 MACs. */
+#define DOT_1X2(w, pa, pb, a0, a1)                                                                 \
+    __asm__("ldr    %[t0], [%[pw]], #4\n\t"                                                        \
+            "ldrd   %[x0], %[x1], [%[qa]], #8\n\t"                                                 \
+            "ldrd   %[x2], %[x3], [%[qb]], #8\n\t"                                                 \
+            "sxtb16 %[t1], %[t0]\n\t"                                                              \
+            "sxtb16 %[t0], %[t0], ror #8\n\t"                                                      \
+            "smlad  %[c0], %[t1], %[x0], %[c0]\n\t"                                                \
+            "smlad  %[c0], %[t0], %[x1], %[c0]\n\t"                                                \
+            "smlad  %[c1], %[t1], %[x2], %[c1]\n\t"                                                \
+            "smlad  %[c1], %[t0], %[x3], %[c1]"                                                    \
+            : [c0] "+r"(a0), [c1] "+r"(a1), [pw] "+r"(w), [qa] "+r"(pa), [qb] "+r"(pb),            \
+              [t0] "=&r"(t0), [t1] "=&r"(t1), [x0] "=&r"(x0), [x1] "=&r"(x1), [x2] "=&r"(x2),      \
+              [x3] "=&r"(x3)                                                                       \
+            : : "memory")
+#endif
+
+/* acc[2 * c + p] += dot(channel c, pixel p) for c = 0, 1 (only 0 when `pair` is 0) and the patches pa,
+   pb; w: the channels' weights in the layout above. */
+static void dot_pass(const int8_t *restrict w, const int16_t *restrict pa, const int16_t *restrict pb,
+                     int32_t kp, int pair, int32_t acc[4])
+{
+    int32_t a00 = acc[0], a01 = acc[1], a10 = acc[2], a11 = acc[3], n;
+#if MNIST_EDGE_SMLAD
+    uint32_t t0, t1, x0, x1, x2, x3;
+    if (pair) {
+        for (n = kp >> 3; n > 0; --n) {  /* two groups per loop pass: 32 MACs in 34 instructions */
+            DOT_2X2(w, pa, pb, a00, a01, a10, a11);
+            DOT_2X2(w, pa, pb, a00, a01, a10, a11);
+        }
+        if (kp & 4) DOT_2X2(w, pa, pb, a00, a01, a10, a11);
+    } else {
+        for (n = kp >> 2; n > 0; --n) DOT_1X2(w, pa, pb, a00, a01);
+    }
+#else
+    /* the patches are in the weights' order here (see gather_patch): index meets index */
+    int32_t j;
+    if (pair) {
+        for (n = 0; n < kp; n += 4, w += 8)
+            for (j = 0; j < 4; ++j) {
+                a00 += w[j] * pa[n + j];
+                a01 += w[j] * pb[n + j];
+                a10 += w[4 + j] * pa[n + j];
+                a11 += w[4 + j] * pb[n + j];
+            }
+    } else {
+        for (n = 0; n < kp; ++n) {
+            a00 += w[n] * pa[n];
+            a01 += w[n] * pb[n];
+        }
+    }
+#endif
+    acc[0] = a00; acc[1] = a01; acc[2] = a10; acc[3] = a11;
+}
+
+static int32_t max32(int32_t a, int32_t b) { return a > b ? a : b; }
+
+/* patch: word aligned, room for two receptive fields, or for a pool window's when there is a pool (an
+   odd window's last Conv output is paired with itself). Pooling is done on the int32 sums: the requantisation is non-decreasing in the sum (its
+   multiplier is positive, and float rounding and clamping keep order), so requantising the largest
+   sum gives the largest requantised value, with one requantisation per pooled output. */
+static void conv2d(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, const int8_t *restrict wt,
+                   const int32_t *restrict bias, const float *restrict mult, int32_t yzp,
+                   uint8_t *restrict y, int16_t *restrict patch)
+{
+    /* locals, not g->..., in the loops: stores to uint8_t may alias anything, g included */
+    const int32_t kp = g->kp, cout = g->cout, pw = g->pw, plane = g->ph * g->pw;
+    const int32_t pkw = g->pkw, win = g->pkh * pkw;
+    int32_t o, oc, r;
+    if (win == 1) {  /* no pool: two output pixels per pass, an odd last one paired with itself */
+        int16_t *restrict pb = patch + kp;
+        for (o = 0; o < plane; o += 2) {
+            const int32_t o1 = o + 1 < plane ? o + 1 : o;
+            gather_patch(g, x, xzp, o / pw, o % pw, patch);
+            gather_patch(g, x, xzp, o1 / pw, o1 % pw, pb);
+            for (oc = 0; oc < cout; oc += 2) {
+                const int pair = oc + 1 < cout;
+                int32_t acc[4];
+                uint8_t *out = y + oc * plane;
+                acc[0] = acc[1] = bias[oc];
+                acc[2] = acc[3] = pair ? bias[oc + 1] : 0;
+                dot_pass(wt + oc * kp, patch, pb, kp, pair, acc);
+                out[o] = to_u8((float)acc[0] * mult[oc], yzp);
+                out[o1] = to_u8((float)acc[1] * mult[oc], yzp);
+                if (pair) {
+                    out[plane + o] = to_u8((float)acc[2] * mult[oc + 1], yzp);
+                    out[plane + o1] = to_u8((float)acc[3] * mult[oc + 1], yzp);
+                }
+            }
+        }
+        return;
+    }
+    for (o = 0; o < plane; ++o) {  /* one pooled output: its window's Conv outputs, two per pass */
+        for (r = 0; r < win; ++r)
+            gather_patch(g, x, xzp, o / pw * g->psh + r / pkw, o % pw * g->psw + r % pkw, patch + r * kp);
+        for (oc = 0; oc < cout; oc += 2) {
+            const int pair = oc + 1 < cout;
+            int32_t m0 = INT32_MIN, m1 = INT32_MIN;
+            for (r = 0; r < win; r += 2) {
+                int32_t acc[4];
+                acc[0] = acc[1] = bias[oc];
+                acc[2] = acc[3] = pair ? bias[oc + 1] : 0;
+                dot_pass(wt + oc * kp, patch + r * kp, patch + (r + 1 < win ? r + 1 : r) * kp, kp, pair, acc);
+                m0 = max32(m0, max32(acc[0], acc[1]));
+                m1 = max32(m1, max32(acc[2], acc[3]));
+            }
+            y[oc * plane + o] = to_u8((float)m0 * mult[oc], yzp);
+            if (pair) y[(oc + 1) * plane + o] = to_u8((float)m1 * mult[oc + 1], yzp);
+        }
+    }
+}

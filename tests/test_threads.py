@@ -1,0 +1,89 @@
+"""OpenMP's wait policy: every torch-based command sets OMP_WAIT_POLICY=PASSIVE before torch loads, unless the user
+tuned it; see mnist_edge/core/threads.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+
+from mnist_edge.core.formats import FORMATS
+from mnist_edge.core.threads import USER_TUNING, WAIT_POLICY, prefer_passive_waits
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = "mnist_edge.cli:main"  # the `mnist-edge` script's entry point (pyproject.toml)
+
+# Run in a fresh interpreter: the first `import torch` prints the environment OpenMP would read, then ends the
+# process (exit 0), so no command does any work; a process that never imports torch prints nothing.
+PROBE = textwrap.dedent("""
+    import importlib.abc, json, os, runpy, sys
+
+    class Probe(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch":
+                print(json.dumps({"at_torch_import": os.environ.get("OMP_WAIT_POLICY")}), flush=True)
+                os._exit(0)
+            return None
+
+    sys.meta_path.insert(0, Probe())
+    target, sys.argv = sys.argv[1], sys.argv[1:]
+    if ":" in target:  # a console script's entry point, called as the script calls it
+        module, _, function = target.partition(":")
+        sys.exit(getattr(__import__(module, fromlist=[function]), function)())
+    runpy.run_module(target, run_name="__main__", alter_sys=True)  # `python -m target`
+""")
+
+
+def _policy_at_torch_import(target: str, args: list[str], env_extra: dict[str, str] | None = None) -> str | None:
+    env = {k: v for k, v in os.environ.items() if k not in USER_TUNING}
+    env.update(env_extra or {}, PYTHONPATH=str(ROOT))
+    res = subprocess.run([sys.executable, "-c", PROBE, target, *args], capture_output=True, text=True, env=env,
+                         timeout=120, cwd=ROOT)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith('{"at_torch_import"')]
+    assert lines, f"{target} {' '.join(args)} never imported torch (exit {res.returncode}): {res.stderr[-800:]}"
+    return json.loads(lines[0])["at_torch_import"]
+
+
+def _commands(tmp: Path) -> dict[str, list[str]]:
+    """A command line of each torch-based command that reaches its `import torch`."""
+    ckpt = tmp / "model.pth"
+    for name in (ckpt.name, "model.onnx"):
+        (tmp / name).write_bytes(b"not read: the process ends at `import torch`")
+    return {
+        "train": ["train", "--out", str(tmp / "run"), "--data-dir", str(tmp / "data"), "--epochs", "1"],
+        "evaluate": ["evaluate", "--model", str(ckpt), "--data-dir", str(tmp / "data")],
+        "export": ["export", "--checkpoint", str(ckpt), "--out", str(tmp / "out")],
+        "check": ["check", "--artifacts", str(tmp)],
+    }
+
+
+@pytest.mark.parametrize("name", ["train", "evaluate", "export", "check"])
+def test_the_cli_sets_a_passive_wait_policy_before_torch_loads(name, tmp_path):
+    assert _policy_at_torch_import(CLI, _commands(tmp_path)[name]) == "PASSIVE"
+
+
+@pytest.mark.parametrize("user", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "10000"}])
+def test_a_users_own_wait_setting_wins(user, tmp_path):
+    got = _policy_at_torch_import(CLI, _commands(tmp_path)["train"], user)
+    assert got == user.get("OMP_WAIT_POLICY")  # ACTIVE as set; with GOMP_SPINCOUNT, no policy added
+
+
+def test_a_bench_worker_started_on_its_own_sets_it_too(tmp_path):
+    """bench's and tune's torch rows run in workers: they inherit the CLI's setting, or set it themselves."""
+    (tmp_path / "model.pth").write_bytes(b"not read: the process ends at `import torch`")
+    spec = {"row": asdict(FORMATS["pytorch"]), "path": str(tmp_path / "model.pth"), "threads": 1,
+            "data_dir": str(tmp_path)}
+    assert _policy_at_torch_import("mnist_edge.verify.bench.worker", [json.dumps(spec)]) == "PASSIVE"
+
+
+def test_prefer_passive_waits_keeps_what_the_user_set():
+    assert prefer_passive_waits(env := {}) == "PASSIVE" and env == {WAIT_POLICY: "PASSIVE"}
+    assert prefer_passive_waits(env := {WAIT_POLICY: "active"}) == "active" and env == {WAIT_POLICY: "active"}
+    assert prefer_passive_waits(env := {"KMP_BLOCKTIME": "0"}) is None and WAIT_POLICY not in env
+    assert prefer_passive_waits(env := {WAIT_POLICY: " "}) == "PASSIVE"  # blank is unset
