@@ -11,17 +11,19 @@ export MNIST_EDGE_DATA
 STAMP  := $(VENV)/.installed
 TRAIN_INPUTS := $(wildcard mnist_edge/pytorch/*.py) $(addprefix mnist_edge/core/,data.py metadata.py settings.py archs.py)
 
-.PHONY: all install train export check bench bench-training test lint clean help default-model toolchains web-vendor arm64
+.PHONY: all install train export check bench bench-training report test lint clean help default-model toolchains web-vendor arm64
 
-all: check bench-training bench  ## install, train, export, check parity, benchmark
+all: check bench-training bench report  ## install, train, export, check parity, benchmark, then the report
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
+# Every extra of pyproject.toml: mnist_edge/core/deps.py reads them from it.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[train,serve,executorch,openvino,litert,tflm,litert-export,dev]'
+	extras=$$($(BIN)/python -m mnist_edge.core.deps) && test -n "$$extras" \
+	  && $(BIN)/python -m pip install -q -e ".[$$extras]"
 	touch $@
 
 install: $(STAMP) web-vendor  ## create .venv and install mnist-edge with all extras
@@ -46,7 +48,7 @@ train: $(ART)/model.pth  ## train the default model (artifacts/model.pth, metric
 # What `export --format all --quantize` writes, from the format registry (mnist_edge/core/formats.py).
 EXPORTS = $(addprefix $(ART)/,$(shell $(BIN)/python -m mnist_edge.core.formats all))
 EXPORT_INPUTS := $(wildcard mnist_edge/pytorch/exporters/*.py mnist_edge/edge/runtimes/*.py) \
-	mnist_edge/pytorch/export.py mnist_edge/verify/parity.py mnist_edge/core/formats.py \
+	mnist_edge/verify/export.py mnist_edge/verify/parity.py mnist_edge/core/formats.py \
 	mnist_edge/edge/web.py $(wildcard mnist_edge/edge/static/*.*)
 
 # One export run writes every format; the stamp stands for all of them ($(EXPORTS)).
@@ -75,6 +77,10 @@ bench: $(ART)/.exported $(ART)/.bench-training  ## latency, throughput, size and
 	  $(addprefix --ignore=,$(TRAIN_BENCHES)) --benchmark-json=$(ART)/benchmarks.json
 	$(BIN)/mnist-edge bench --artifacts $(ART)
 	@cat $(ART)/bench.md
+
+# Reads only the result files already in $(ART) (what was not run says so): last in `make all`.
+report: $(STAMP)  ## artifacts/report.html and report.md: one page of the run's results and figures
+	$(BIN)/mnist-edge report --artifacts $(ART)
 
 default-model: $(ART)/.exported  ## (maintainers) this run's verified ONNX model becomes the shipped default in the source tree
 	$(BIN)/python tools/ship_default_model.py $(ART) mnist_edge/edge/assets

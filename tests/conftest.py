@@ -85,7 +85,7 @@ def save_random_checkpoint(path: Path, arch: str = "edgenet", seed: int = 0):
 def random_onnx_run(root: Path, n_test: int = 64) -> tuple[Path, Path]:
     """(root/art holding a random edgenet model.pth and its verified model.onnx, root/data synthetic data)."""
     from mnist_edge.core.settings import ExportSettings
-    from mnist_edge.pytorch.export import export_models
+    from mnist_edge.verify.export import export_models
 
     data = write_idx_dataset(root / "data", n_train=64, n_test=n_test)
     art = root / "art"
@@ -103,8 +103,8 @@ def make_int8(arch: str, out: Path, args: dict | None = None, seed: int = 0, cal
     from mnist_edge.core.formats import FORMATS
     from mnist_edge.core.metadata import ModelMetadata
     from mnist_edge.core.settings import ExportSettings
-    from mnist_edge.pytorch.export import ExportJob
     from mnist_edge.pytorch.exporters import onnx as onnx_exporter
+    from mnist_edge.pytorch.exporters.job import ExportJob
     from mnist_edge.pytorch.models import build
 
     torch.manual_seed(seed)

@@ -252,7 +252,7 @@ def arm64_models(tmp_path_factory) -> Path:
     from mnist_edge.core.formats import FORMATS, resolve
     from mnist_edge.core.settings import ExportSettings
     from mnist_edge.pytorch.checkpoint import load_model
-    from mnist_edge.pytorch.export import ExportJob
+    from mnist_edge.pytorch.exporters.job import ExportJob
 
     art = tmp_path_factory.mktemp("arm64")
     _checkpoint_from_onnx(SHIPPED, art / "model.pth")
@@ -271,12 +271,12 @@ def arm64_models(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_arm64_formats_on_an_emulated_cortex_a76(arm64_models):
     from mnist_edge.core.data import Split, load_test_split
-    from mnist_edge.core.formats import load_runtime
+    from mnist_edge.core.formats import load_checkpoint
     from mnist_edge.verify.arm64 import check_cores
     from mnist_edge.verify.parity import reference
 
     test = load_test_split(REAL_DATA)
-    ref = reference(load_runtime(arm64_models / "model.pth"), Split(test.images[:200], test.labels[:200], "test"))
+    ref = reference(load_checkpoint(arm64_models / "model.pth"), Split(test.images[:200], test.labels[:200], "test"))
     rows, skipped = check_cores(ref, arm64_models, ["cortex-a76"])
     for r in rows:
         print(f"\nMEASURED {r.format}, 200 test images: max |dlogit| vs PyTorch {r.max_abs_diff:.2e}, "

@@ -173,6 +173,7 @@ def test_export_and_load_are_silent(tmp_path):
         from pathlib import Path
         from types import SimpleNamespace
         import numpy as np
+        from mnist_edge.core.formats import FORMATS
         from mnist_edge.core.metadata import ModelMetadata
         from mnist_edge.pytorch.exporters import executorch as ex
         from mnist_edge.pytorch.models import build
@@ -180,10 +181,10 @@ def test_export_and_load_are_silent(tmp_path):
         job = SimpleNamespace(model=build("edgenet", {ARGS!r}).eval(), sources={{}},
                               metadata=ModelMetadata(arch="edgenet", arch_args={ARGS!r}),
                               calibration=np.zeros((2, 1, 28, 28), np.float32))
-        for fmt, export in (("model.pte", ex.export_fp32), ("model.int8.pte", ex.export_int8)):
-            export(job, SimpleNamespace(name=fmt), Path({str(tmp_path)!r}) / fmt)
-            rx.load(Path({str(tmp_path)!r}) / fmt, SimpleNamespace(name=fmt), threads=1).run(
-                np.zeros((3, 1, 28, 28), np.float32))
+        for name, export in (("executorch", ex.export_fp32), ("executorch-int8", ex.export_int8)):
+            fmt = FORMATS[name]
+            export(job, fmt, Path({str(tmp_path)!r}) / fmt.filename)
+            rx.load(Path({str(tmp_path)!r}) / fmt.filename, fmt, threads=1).run(np.zeros((3, 1, 28, 28), np.float32))
     """)
     assert r.returncode == 0, r.stderr[-800:]
     assert r.stdout == "" and r.stderr == ""

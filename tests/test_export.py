@@ -41,8 +41,8 @@ def exported(tmp_path_factory) -> tuple[Path, Path]:
     0.2 points) are held by the real-MNIST test below. fp32 parity is held to the default 1e-4 always.
     """
     from mnist_edge.core.settings import TrainSettings
-    from mnist_edge.pytorch.export import export_models
     from mnist_edge.pytorch.train import train
+    from mnist_edge.verify.export import export_models
 
     root = tmp_path_factory.mktemp("export")
     data = write_idx_dataset(root / "data", n_train=2000, n_test=1000)
@@ -184,12 +184,17 @@ class _Evil:
         return (os.system, ("touch /tmp/mnist-edge-pwned",))
 
 
-BAD_CHECKPOINTS = {
-    "missing": (None, "no such checkpoint"),
-    "corrupt": (b"\x00garbage" * 100, "corrupt or unreadable"),
-    "foreign": ("foreign", "not an mnist-edge checkpoint"),
-    "malicious": ("evil", "refused to load"),
-    "other arch": ("otherarch", "do not fit architecture 'lenet-dropout'"),
+BAD_CHECKPOINTS = {  # case: (file name, what it holds, what the one line says)
+    "missing": ("in.pth", None, "no such checkpoint"),
+    "empty": ("in.pth", b"", "empty file, not a checkpoint"),
+    "corrupt": ("in.pth", b"\x00garbage" * 100, "corrupt or unreadable"),
+    "garbage under another name": ("weights.bin", b"\x00garbage" * 100, "corrupt or unreadable"),
+    "an ONNX model": ("model.onnx", "onnx", "an exported model (onnx), not a checkpoint"),
+    "an ONNX model named .pth": ("in.pth", "onnx", "corrupt or unreadable"),
+    "a folder": ("run", "folder", "is a folder, not a checkpoint"),
+    "foreign": ("in.pth", "foreign", "not an mnist-edge checkpoint"),
+    "malicious": ("in.pth", "evil", "refused to load"),
+    "other arch": ("in.pth", "otherarch", "do not fit architecture 'lenet-dropout'"),
 }
 
 
@@ -199,10 +204,14 @@ def test_export_refuses_bad_checkpoints_and_keeps_earlier_files(exported, tmp_pa
     out = tmp_path / "out"
     shutil.copytree(art, out)
     before = _snapshot(out)
-    ckpt = tmp_path / "in.pth"
-    content, expected = BAD_CHECKPOINTS[case]
+    name, content, expected = BAD_CHECKPOINTS[case]
+    ckpt = tmp_path / name
     if isinstance(content, bytes):
         ckpt.write_bytes(content)
+    elif content == "onnx":
+        shutil.copy(art / FORMATS["onnx"].filename, ckpt)
+    elif content == "folder":
+        ckpt.mkdir()
     elif content == "foreign":
         torch.save({"weights": torch.zeros(3)}, ckpt)
     elif content == "evil":
@@ -239,8 +248,8 @@ def test_unknown_format_is_rejected(runner):
 
 def test_failed_verification_keeps_the_earlier_file(exported, tmp_path, monkeypatch):
     from mnist_edge.core.errors import ParityError
-    from mnist_edge.pytorch import export
-    from mnist_edge.pytorch.export import export_models
+    from mnist_edge.verify import export
+    from mnist_edge.verify.export import export_models
 
     art, data = exported
     out = tmp_path / "out"

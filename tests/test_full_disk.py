@@ -98,7 +98,7 @@ def test_a_nearly_full_folder_is_refused_at_once(small_run, tmp_path, runner, co
 
 def test_an_export_that_fills_the_disk_midway_is_one_line_and_keeps_the_old_files(small_run, tmp_path, runner,
                                                                                   monkeypatch):
-    from mnist_edge.pytorch import export
+    from mnist_edge.verify import export
 
     old, data = small_run
     monkeypatch.setattr(export, "ensure_writable", lambda *a, **k: None)  # as if the estimate had been wrong

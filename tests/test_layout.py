@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,6 +50,66 @@ def test_each_row_resolves_its_exporter_and_loader():
         if f.exporter:
             mod, _, attr = f.exporter.partition(":")
             assert Path(ROOT, *mod.split(".")).with_suffix(".py").is_file(), f.exporter
+
+
+def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml in a test needs Python 3.11+")
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+
+
+def test_extras_named_by_rows_pyproject_and_the_makefile_install_line_agree(tmp_path):
+    from mnist_edge.core import deps, quiet
+    from mnist_edge.core.metadata import package_versions
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed: the Makefile's install line cannot be run")
+    optional = _pyproject()["optional-dependencies"]
+    named = {x for f in FORMATS.values() for x in (f.export_extra, f.runtime_extra) if x}
+    assert named <= set(optional), f"rows name extras pyproject.toml lacks: {named - set(optional)}"
+    assert deps.extra_names() == list(optional)
+    for extra, reqs in optional.items():  # core.deps reads pyproject.toml by pattern: as tomllib reads it
+        assert deps.extras()[extra] == tuple(re.match(r"[\w.-]+", r).group(0).lower() for r in reqs), extra
+    dists = {x: {re.match(r"[\w.-]+", d).group(0).lower() for d in optional[x]} for x in named}
+    for extra in named:  # each resolves from pyproject.toml alone: no second table to update
+        assert isinstance(deps.installed(extra), bool)
+        assert set(deps.extra_modules(extra)) >= {d.replace("-", "_") for d in dists[extra]}
+    # every package of a row's extra is quieted and its version recorded
+    dists = set().union(*dists.values())
+    assert dists <= set(deps.model_distributions())
+    assert {d.replace("-", "_") for d in dists} <= set(quiet.libraries())
+    assert set(package_versions(installed=True)) <= set(deps.model_distributions())
+    # The install line, run by make with a stand-in python that records what pip would be asked for.
+    fake, log = tmp_path / "bin", tmp_path / "pip.log"
+    fake.mkdir()
+    (fake / "python").write_text(f'#!/bin/sh\nif [ "$1 $2" = "-m pip" ]; then echo "$*" >> {log}; exit 0; fi\n'
+                                 f'exec {sys.executable} "$@"\n')
+    (fake / "python").chmod(0o755)
+    res = subprocess.run(["make", "-B", f"{tmp_path}/.installed", f"BIN={fake}", f"VENV={tmp_path}"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    install = [ln for ln in log.read_text().splitlines() if " -e " in ln]
+    assert install == [f"-m pip install -q -e .[{','.join(optional)}]"], log.read_text()
+
+
+def test_an_installed_package_reads_its_extras_from_its_metadata(tmp_path, monkeypatch):
+    """A wheel has no pyproject.toml: the extras come from the metadata pip wrote from it."""
+    from mnist_edge.core import deps
+
+    info = tmp_path / "mnist_edge-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mnist-edge\nVersion: 0.1.0\n"
+                                   "Requires-Dist: numpy>=1.24\nProvides-Extra: train\n"
+                                   'Requires-Dist: torch!=2.13.0,>=2.4; extra == "train"\nProvides-Extra: tflm\n'
+                                   'Requires-Dist: tflite-micro==0.dev1; extra == "tflm"\n'
+                                   'Requires-Dist: ai_edge_litert==2.3.0; extra == "tflm"\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(deps, "PYPROJECT", tmp_path / "absent.toml")
+    deps.extras.cache_clear()
+    try:
+        assert deps.extras() == {"": ("numpy",), "train": ("torch",), "tflm": ("tflite-micro", "ai-edge-litert")}
+        assert deps.extra_of("tflite_micro") == "tflm" and deps.extra_of("ai_edge_litert") == "tflm"
+    finally:
+        deps.extras.cache_clear()
 
 
 @pytest.fixture
@@ -104,18 +165,23 @@ def _lint_imports(root: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-def test_the_import_contracts_hold_and_catch_a_torch_import_in_the_edge_side(tmp_path):
+def test_the_import_contracts_hold_and_catch_a_torch_import_in_the_edge_side_and_an_upward_import(tmp_path):
     res = _lint_imports(ROOT)
     assert res.returncode == 0 and "broken" not in res.stdout.lower().replace("0 broken", ""), res.stdout
+    assert "Layers: cli > verify > pytorch > quant > edge > core KEPT" in res.stdout, res.stdout
     copy = tmp_path / "copy"
     shutil.copytree(ROOT / "mnist_edge", copy / "mnist_edge", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "pyproject.toml", copy)
     predict = copy / "mnist_edge" / "edge" / "predict.py"
     predict.write_text(predict.read_text() + "\nimport torch  # a deliberate mistake\n")
+    models = copy / "mnist_edge" / "pytorch" / "models.py"  # the torch side reaching up into verification
+    models.write_text(models.read_text() + "\nimport mnist_edge.verify.parity  # a deliberate mistake\n")
     res = _lint_imports(copy)
     assert res.returncode != 0
     assert "The edge side never imports torch, onnx, matplotlib or the torch side BROKEN" in res.stdout, res.stdout
     assert "mnist_edge.edge.predict -> torch" in res.stdout
+    assert "Layers: cli > verify > pytorch > quant > edge > core BROKEN" in res.stdout, res.stdout
+    assert "mnist_edge.pytorch.models -> mnist_edge.verify.parity" in res.stdout
 
 
 # --- packaging ------------------------------------------------------------------------------------
@@ -174,6 +240,13 @@ def test_a_write_removes_the_temporaries_a_killed_run_left_but_not_a_running_one
     write_bytes(tmp_path / "model.onnx", b"new")
     assert (tmp_path / "model.onnx").read_bytes() == b"new"
     assert not stale.exists() and live.exists() and other.exists()
+
+
+@pytest.mark.parametrize("module", ["mnist_edge", "mnist_edge.cli"])
+def test_python_dash_m_runs_the_command(module):
+    res = subprocess.run([sys.executable, "-m", module, "--version"], cwd=ROOT, capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert res.returncode == 0 and res.stdout.strip() == "mnist-edge, version 0.1.0", res.stdout + res.stderr
 
 
 def test_models_lists_the_architectures_without_torch():

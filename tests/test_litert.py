@@ -14,6 +14,7 @@ import pytest
 from mnist_edge.core.errors import ModelFileError
 from mnist_edge.core.formats import FORMATS
 from mnist_edge.core.metadata import METADATA_KEY, ModelMetadata
+from mnist_edge.core.quiet import native_output_dropped
 from mnist_edge.edge.runtimes import litert as runtime_litert
 from mnist_edge.edge.runtimes import tflite_model
 from mnist_edge.edge.runtimes import tflm as runtime_tflm
@@ -218,7 +219,7 @@ def test_arena_is_the_smallest_that_works(files):
     model = files.int8.read_bytes()
     arena = runtime_tflm.measure_arena(model)
     example = np.zeros((1, 1, 28, 28), np.int8)
-    with tflite_model.quiet_stderr():
+    with native_output_dropped():
         assert runtime_tflm._fits(model, arena, example) and not runtime_tflm._fits(model, arena - 1, example)
 
 

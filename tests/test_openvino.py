@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from mnist_edge.core.deps import EXTRAS
+from mnist_edge.core.deps import extras as declared_extras
 from mnist_edge.core.errors import ModelFileError
 from mnist_edge.core.formats import FORMATS, format_of, formats_to_write
 from mnist_edge.core.metadata import METADATA_KEY
@@ -113,7 +113,7 @@ def test_the_extra_is_declared_everywhere_it_is_named():
     listed = re.search(r"pip install .*'\.\[([a-z0-9,-]+)\]'", (ROOT / "Makefile").read_text())  # a literal list
     for fmt in (FP32, INT8):
         for extra in (fmt.export_extra, fmt.runtime_extra):
-            assert extra in extras and extra in EXTRAS
+            assert extra in extras and extra in declared_extras()
             assert listed is None or extra in listed.group(1).split(",")
     assert any(req.startswith("openvino") for req in extras["openvino"])
 
@@ -216,8 +216,8 @@ def test_real_mnist_parity_on_the_whole_test_set(tmp_path):
     from mnist_edge.core.data import load_test_split
     from mnist_edge.core.settings import DEFAULT_INT8_RECIPE, ExportSettings
     from mnist_edge.edge.predict import shipped_model_path
-    from mnist_edge.pytorch.export import calibration_images
     from mnist_edge.pytorch.exporters import onnx_int8
+    from mnist_edge.verify.export import calibration_images
     from mnist_edge.verify.parity import compare, reference
 
     data = os.environ["MNIST_EDGE_DATA"]

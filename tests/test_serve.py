@@ -75,7 +75,7 @@ def model_file(tmp_path_factory) -> Path:
         return SHIPPED
     pytest.importorskip("torch", reason="no shipped model, and making a test model needs the train extra")
     from mnist_edge.core.settings import ExportSettings
-    from mnist_edge.pytorch.export import export_models
+    from mnist_edge.verify.export import export_models
 
     from .conftest import save_random_checkpoint
 

@@ -42,13 +42,13 @@ def test_the_default_model_is_pinned():
     assert ARCH_SPECS["edgenet"].params == 103_258 and round(ARCH_SPECS["edgenet"].macs / 1e6, 2) == 5.96
 
 
-def test_the_previous_edgenets_still_build_from_their_checkpoint_arguments():
-    # checkpoints record their channels: the previous defaults (3 and 4 layers) rebuild as they were
-    old = build("edgenet", {"channels": [32, 64, 128]})
-    assert count_params(old) == 94_698 and count_macs(old) == 7_853_824
-    four = build("edgenet", {"channels": [16, 48, 80, 96]})  # the previous stop's default
+def test_edgenet_builds_at_any_depth_from_its_checkpoint_arguments():
+    # a checkpoint records its channels: a 3- or 4-layer edgenet rebuilds exactly from them
+    three = build("edgenet", {"channels": [32, 64, 128]})
+    assert count_params(three) == 94_698 and count_macs(three) == 7_853_824
+    four = build("edgenet", {"channels": [16, 48, 80, 96]})
     assert count_params(four) == 112_442 and count_macs(four) == 6_749_632
-    assert [type(m).__name__ for m in old.features][-3:] == ["Conv2d", "BatchNorm2d", "ReLU"]
+    assert [type(m).__name__ for m in three.features][-3:] == ["Conv2d", "BatchNorm2d", "ReLU"]
     with pytest.raises(ModelFileError, match="at least 3"):
         build("edgenet", {"channels": [8, 8]})
 

@@ -27,8 +27,8 @@ TOY_BUDGET = {"max_drop": 5.0, "tolerances": Tolerances(int8_min_agreement=0.9, 
 def toy(tmp_path_factory) -> tuple[Path, Path]:
     """(artifacts with a trained toy model.pth and its model.onnx, the synthetic data folder)."""
     from mnist_edge.core.settings import ExportSettings, TrainSettings
-    from mnist_edge.pytorch.export import export_models
     from mnist_edge.pytorch.train import train
+    from mnist_edge.verify.export import export_models
 
     root = tmp_path_factory.mktemp("tune")
     data = write_idx_dataset(root / "data", n_train=512, n_test=128)
@@ -54,7 +54,7 @@ def _harm_the_head(art: Path, data: Path) -> None:
 
     from mnist_edge.core.settings import ExportSettings
     from mnist_edge.pytorch import checkpoint
-    from mnist_edge.pytorch.export import export_models
+    from mnist_edge.verify.export import export_models
 
     ck = torch.load(art / "model.pth", weights_only=False)
     sd = ck["state_dict"]
@@ -126,7 +126,7 @@ def test_the_fallback_puts_the_harmful_layer_back_to_fp32(toy, tmp_path, runner)
     assert sum(r.quantized for r in rows.values()) == CONVS  # every conv; only the head went back
     # `check --per-layer` ranks the layers of any int8 ONNX file: here the default recipe's, head first
     from mnist_edge.core.settings import ExportSettings
-    from mnist_edge.pytorch.export import export_models
+    from mnist_edge.verify.export import export_models
 
     export_models(ExportSettings(checkpoint=art / "model.pth", out=tmp_path / "plain", format="onnx",
                                  quantize=True, data_dir=str(data),
@@ -141,7 +141,7 @@ def test_the_fallback_puts_the_harmful_layer_back_to_fp32(toy, tmp_path, runner)
 def _images(art: Path, data: Path):
     from mnist_edge.core.formats import load_runtime
     from mnist_edge.core.settings import ExportSettings
-    from mnist_edge.pytorch.export import calibration_images
+    from mnist_edge.verify.export import calibration_images
 
     meta = load_runtime(art / "model.onnx").metadata
     return calibration_images(ExportSettings(calibration_samples=32, data_dir=str(data)), meta)[0]

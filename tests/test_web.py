@@ -171,7 +171,7 @@ def test_the_vendored_files_are_the_pinned_ones(vendored):
 
 
 def test_without_onnxruntime_web_export_says_make_web_vendor(tiny, tmp_path, monkeypatch):
-    from mnist_edge.pytorch.export import plan
+    from mnist_edge.verify.export import plan
 
     monkeypatch.setattr(web, "VENDORED", tmp_path / "nothing")
     with pytest.raises(ExportError, match=r"web: not written, onnxruntime-web is not vendored .* `make web-vendor`"):

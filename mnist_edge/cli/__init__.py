@@ -8,7 +8,6 @@ commands (predict with ONNX or LiteRT, info, serve) start fast.
 from __future__ import annotations
 
 import importlib
-import sys
 
 import click
 
@@ -17,7 +16,7 @@ from mnist_edge.core.errors import MnistEdgeError
 
 # Command name -> module in this package: listed here so that the group knows them without importing.
 COMMANDS = {name: name for name in
-            ("train", "evaluate", "export", "tune", "check", "bench", "predict", "info", "serve", "models")}
+            ("train", "evaluate", "export", "tune", "check", "bench", "report", "predict", "info", "serve", "models")}
 
 
 class _UserError(click.ClickException):
@@ -68,7 +67,3 @@ def cli() -> None:
 
 def main() -> None:
     cli(prog_name="mnist-edge")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,9 +8,10 @@ import sys
 import click
 
 from mnist_edge.cli import options
-from mnist_edge.core.settings import TuneSettings
+from mnist_edge.core.settings import TUNE_FORMATS, TuneSettings
 
 PER_LAYER_IMAGES = TuneSettings.layer_images  # training images (export's seeded pick), as tune measures
+RESULT_FILE = "check.json"  # in the artifacts folder: what --json prints, with the machine it ran on
 
 
 def table_of_layers(rows: list[dict]) -> str:
@@ -23,7 +24,7 @@ def _per_layer(artifacts, meta, data_dir) -> dict:
     """{int8 file: its layers' SQNR rows, or one line on why not}: ONNX int8 files only."""
     from mnist_edge.core.formats import FORMATS, exported_present
     from mnist_edge.core.settings import ExportSettings
-    from mnist_edge.pytorch.export import calibration_images
+    from mnist_edge.verify.export import calibration_images
     from mnist_edge.verify.tune.layers import layer_errors
 
     out: dict = {}
@@ -31,10 +32,10 @@ def _per_layer(artifacts, meta, data_dir) -> dict:
     for fmt, path in exported_present(artifacts):
         if not fmt.int8:
             continue
-        if fmt.name != "onnx-int8":
-            out[str(path)] = f"per-layer error is measured for onnx-int8 only, not {fmt.name}"
+        if not fmt.tunable:
+            out[str(path)] = f"per-layer error is measured for {', '.join(TUNE_FORMATS)} only, not {fmt.name}"
             continue
-        fp32 = artifacts / FORMATS["onnx"].filename
+        fp32 = artifacts / FORMATS[fmt.source].filename
         if not fp32.is_file():
             out[str(path)] = f"{fp32}: not found (per-layer error compares against the fp32 ONNX model)"
             continue
@@ -90,25 +91,33 @@ def command(artifacts, checkpoint_path, per_layer, devices, cpus, limit, data_di
 
     from mnist_edge.core.data import load_test_split
     from mnist_edge.core.errors import MnistEdgeError
-    from mnist_edge.core.formats import exported_present, load_runtime
+    from mnist_edge.core.fileio import WriteError, write_json
+    from mnist_edge.core.formats import CHECKPOINT, FORMATS, exported_present, load_checkpoint
+    from mnist_edge.verify.bench.report import machine_info
     from mnist_edge.verify.parity import check_folder, reference, table
 
     artifacts = Path(artifacts)
+    machine = machine_info(threads=None)  # at the start: the run's date, and the load others put on the machine
     if not exported_present(artifacts):
         raise MnistEdgeError(f"{artifacts}: no exported models to check (run `mnist-edge export`)")
-    ref_rt = load_runtime(checkpoint_path or artifacts / "model.pth")
+    ref_rt = load_checkpoint(checkpoint_path or artifacts / FORMATS[CHECKPOINT].filename)
     ref = reference(ref_rt, load_test_split(data_dir, ref_rt.metadata.dataset))
     tol = options.tolerances_of(atol, min_agreement_int8, max_acc_drop_int8, min_agreement_reference)
     report = check_folder(ref, artifacts, tol, devices)
     layers = _per_layer(artifacts, ref_rt.metadata, data_dir) if per_layer else {}
     arm = _emulated(ref, artifacts, cpus, tol, limit) if cpus else None
+    result = {**report.to_json(), **({"per_layer": layers} if per_layer else {}),
+              **({"emulated": {k: v for k, v in arm.items() if k != "table"}} if arm else {})}
+    try:  # the record `mnist-edge report` reads; a read-only folder is still checked
+        write_json(artifacts / RESULT_FILE, {**result, "machine": machine})
+    except WriteError as e:
+        click.echo(f"warning: {e}", err=True)
     if as_json:
-        click.echo(json.dumps({**report.to_json(), **({"per_layer": layers} if per_layer else {}),
-                               **({"emulated": {k: v for k, v in arm.items() if k != "table"}} if arm else {})}))
+        click.echo(json.dumps(result))
     else:
-        sizes = sorted({b for r in report.results for b in r.batch_sizes})
         from mnist_edge.core.cpu import describe
 
+        sizes = sorted({b for r in report.results for b in r.batch_sizes})
         click.echo(f"parity against {ref_rt.path} on {len(ref.labels):,} test images "
                    f"(batches of {', '.join(map(str, sizes))}, as each format takes) and 4 edge inputs, "
                    f"on {describe()}")

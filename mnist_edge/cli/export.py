@@ -31,7 +31,7 @@ def command(fmt, quantize, quantize_mode, calibration_samples, checkpoint_path, 
             atol, min_agreement_int8, max_acc_drop_int8, min_agreement_reference) -> None:
     """Export to the edge formats (optionally int8); each file is verified before it is kept."""
     from mnist_edge.cli.ui import Terminal
-    from mnist_edge.pytorch.export import export_models
+    from mnist_edge.verify.export import export_models
 
     def report(e) -> None:
         p = e.parity

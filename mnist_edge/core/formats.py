@@ -6,8 +6,11 @@ missing-extra hints, the batch sizes `check` and `bench` use. A row names its ex
 by dotted path ("module:function"); they are imported only when used, so this module needs nothing
 beyond the standard library, and a torch-free runtime never imports torch to be found.
 
-Adding a format: a row here, an exporter `export(job, fmt, tmp) -> ModelMetadata` and a loader
-`load(path, fmt, threads) -> Runtime` (see README, "How to add a format").
+Adding a format: a row here, an exporter `export(job, fmt, tmp) -> ModelMetadata` (job: an ExportJob of
+pytorch/exporters/job.py), a loader `load(path, fmt, threads) -> Runtime` (a class that subclasses
+Runtime inherits its defaults) and, if it needs packages, one extra in pyproject.toml that the row names
+(export_extra, runtime_extra). The install line, missing-extra hints, quieted warnings, recorded versions
+and CLI choices derive from these (core/deps.py reads pyproject.toml).
 """
 
 from __future__ import annotations
@@ -26,20 +29,33 @@ if TYPE_CHECKING:
 
     from mnist_edge.core.metadata import ModelMetadata
 
-CHECKPOINT = "pytorch"  # the reference every exported format is held to
 ANY_BATCH = (1, 7, 256)  # what parity runs a format with a dynamic batch at (7: an odd size)
+MAX_BATCH = 65536  # the batch axis of a dynamic-batch export goes up to here (what bench and tune accept)
 INT8_ONNX = "onnx-int8"  # exact_int8 rows are held to the integer reference (quant/reference.py) of this file
 DEVICE_BATCH = 10_000  # what parity hands an emulated device at once (its runtime splits it into emulator runs)
 
 
 class Runtime(Protocol):
-    """A loaded model of any format: float32 (N, 1, 28, 28), already normalised -> float32 logits (N, C)."""
+    """A loaded model of any format: float32 (N, *INPUT_SHAPE), already normalised -> float32 logits (N, C).
+
+    A runtime class may subclass it to inherit the defaults below.
+    """
 
     format: str
     path: Path
     metadata: ModelMetadata
 
     def run(self, x: np.ndarray) -> np.ndarray: ...
+
+    def footprint(self) -> dict | None:
+        """A microcontroller target's flash and RAM bytes (bench reports them); None for the others."""
+        return None
+
+
+class Checkpoint(Runtime, Protocol):
+    """The checkpoint's runtime: what export traces (`model`) and every format is held to."""
+
+    model: object  # torch.nn.Module in eval mode, fp32
 
 
 @dataclass(frozen=True)
@@ -65,6 +81,7 @@ class Format:
     prerequisite: str | None = None  # "module:function" -> None, or one line on what this machine lacks to export it
     # (for a device row: to run it)
     device: str | None = None  # runs the `reference` format's file on this emulated core (not exported by itself)
+    tunable: bool = False  # an ONNX Runtime int8 recipe: `tune` searches it, `check --per-layer` measures its layers
     note: str = ""  # one line for tables and `--help`
 
     @property
@@ -111,7 +128,7 @@ _ROWS = (
            "mnist_edge.pytorch.exporters.onnx:export_fp32", note="ONNX Runtime, opset 18, dynamic batch"),
     Format("onnx-int8", "model.int8.onnx", "onnx", "mnist_edge.edge.runtimes.onnx:load",
            "mnist_edge.pytorch.exporters.onnx:export_int8", precision="int8", source="onnx", calibrated=True,
-           exact_int8=True, note="ONNX Runtime static QDQ int8 (7-bit weights: exact on every CPU)"),
+           tunable=True, exact_int8=True, note="ONNX Runtime static QDQ int8 (7-bit weights: exact on every CPU)"),
     Format("openvino", "openvino", "openvino", "mnist_edge.edge.runtimes.openvino:load",
            "mnist_edge.pytorch.exporters.openvino:export", source="onnx", folder=True, export_extra="openvino",
            runtime_extra="openvino", note="OpenVINO IR (model.xml + model.bin) of the ONNX model, CPU plugin at fp32"),
@@ -161,6 +178,9 @@ _ROWS = (
 )
 
 FORMATS: dict[str, Format] = {f.name: f for f in _ROWS}
+CHECKPOINT = next(f.name for f in _ROWS if f.exporter is None)  # the reference every exported format is held to
+# bench's speed-ups are against the first fp32 row of the base install (ONNX Runtime): present in every run
+SPEED_REFERENCE = next(f.name for f in _ROWS if f.exporter and not f.int8 and f.runtime_extra is None)
 
 
 def register(fmt: Format) -> Callable[[], None]:
@@ -254,6 +274,11 @@ def exported_present(folder: str | os.PathLike) -> list[tuple[Format, Path]]:
     return [(f, p) for f, p in present(folder) if f.exporter or f.device]
 
 
+def tunable() -> list[Format]:
+    """The int8 formats `tune` searches recipes for, in registry order."""
+    return [f for f in FORMATS.values() if f.tunable]
+
+
 def predict_order() -> list[Format]:
     """Which model `predict` takes from an artifacts folder: torch-free rows, fp32 before int8, in row order."""
     edge = [f for f in FORMATS.values() if not f.runtime_needs_torch and f.exporter]
@@ -266,19 +291,36 @@ def load_runtime(path: str | os.PathLike, threads: int | None = None) -> Runtime
     return format_of(path).load(path, threads)
 
 
+def load_checkpoint(path: str | os.PathLike, threads: int | None = None) -> Checkpoint:
+    """The checkpoint at `path` (what export starts from); anything else is one line naming the file.
+
+    A file named as another format (model.onnx) is refused by its name; any other name is read as a
+    checkpoint, whose loader says what is wrong with it (corrupt, foreign, refused).
+    """
+    path = Path(path)
+    try:
+        fmt = format_of(path)
+    except ModelFileError:
+        fmt = FORMATS[CHECKPOINT]
+    if fmt.name != CHECKPOINT and path.exists():
+        raise ModelFileError(f"{path}: an exported model ({fmt.name}), not a checkpoint "
+                             f"(export reads the {FORMATS[CHECKPOINT].filename} that `mnist-edge train` writes)")
+    return FORMATS[CHECKPOINT].load(path, threads)
+
+
 def check_model_path(path: Path, fmt: Format) -> None:
     """A missing, empty or wrong-kind path: one line naming it."""
+    what = "checkpoint" if fmt.exporter is None and not fmt.device else "model file"
     if not path.exists():
-        what = "checkpoint" if fmt.exporter is None and not fmt.device else "model file"
         raise ModelFileError(f"{path}: no such {what} ({fmt.missing_hint()})")
     if fmt.folder:
         if not path.is_dir():
             raise ModelFileError(f"{path}: not a folder ({fmt.name} models are folders)")
         return
     if path.is_dir():
-        raise ModelFileError(f"{path}: is a folder, not a model file")
+        raise ModelFileError(f"{path}: is a folder, not a {what}")
     if path.stat().st_size == 0:
-        raise ModelFileError(f"{path}: empty file, not a model")
+        raise ModelFileError(f"{path}: empty file, not a {what}")
 
 
 if __name__ == "__main__":  # `python -m mnist_edge.core.formats [FAMILY]`: what `export --quantize` writes

@@ -138,18 +138,16 @@ def normalize(images: np.ndarray, mean: float, std: float) -> np.ndarray:
     return ((x / np.float32(255.0)) - np.float32(mean)) / np.float32(std)
 
 
-VERSIONED = ("torch", "torchvision", "onnx", "onnxruntime", "numpy", "executorch", "openvino", "litert-torch",
-             "ai-edge-litert", "tflite-micro")
-
-
 def package_versions(installed: bool = False) -> dict:
-    """Versions of the packages that make or run models: those imported in this process, or (installed=True)
-    every installed one, read from the package metadata without importing anything."""
+    """Versions of the packages that make or run models (core.deps): those imported in this process, or
+    (installed=True) every installed one, read from the package metadata without importing anything."""
     import sys
     from importlib import metadata
 
+    from mnist_edge.core.deps import model_distributions
+
     versions = {}
-    for dist in VERSIONED:
+    for dist in model_distributions():
         if installed:
             try:
                 versions[dist] = metadata.version(dist)

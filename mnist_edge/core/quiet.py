@@ -1,5 +1,6 @@
-"""One switch for the libraries' warnings: hidden from users, shown in CI (MNIST_EDGE_SHOW_WARNINGS=1).
+"""Silencing libraries, written once: their warnings, what they print, their C++ logs.
 
+One switch for the warnings and prints: hidden from users, shown in CI (MNIST_EDGE_SHOW_WARNINGS=1).
 torch.jit, torch.ao.quantization and the exporters warn about deprecations a user of this tool cannot
 act on; CI sets the variable so that the developers see them before they turn into errors.
 """
@@ -9,13 +10,22 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 
 SHOW_ENV = "MNIST_EDGE_SHOW_WARNINGS"
-# Modules whose warnings the CLI hides process-wide (their deprecations are ours to handle, not the user's).
-LIBRARIES = ("torch", "torchvision", "torchao", "onnx", "onnxscript", "onnx_ir", "onnxruntime", "copyreg",
-             "executorch", "litert_torch", "ai_edge_litert", "ai_edge_quantizer", "tflite_micro", "jax")
+ALSO_QUIET = ("copyreg",)  # torch's deprecations of pickled types are raised from the standard library's copyreg
+
+
+def libraries() -> tuple[str, ...]:
+    """Modules whose warnings the CLI hides process-wide (their deprecations are ours to handle, not the user's):
+    those of every package that makes or runs models (core.deps), with what their extras bring along."""
+    from mnist_edge.core import deps
+
+    mods = [m for d in deps.model_distributions() for m in deps.modules_of(d)]
+    mods += [m for extra in deps.INDIRECT.values() for m in extra]
+    return tuple(dict.fromkeys(mods + list(ALSO_QUIET)))
 
 
 def showing() -> bool:
@@ -24,15 +34,47 @@ def showing() -> bool:
 
 
 @contextlib.contextmanager
-def quiet(stdout: bool = False) -> Iterator[None]:
-    """Hide warnings raised inside the block (and, with stdout=True, what libraries print), unless showing()."""
+def quiet(stdout: bool = False, stderr: bool = False, native: bool = False,
+          loggers: tuple[str, ...] = ()) -> Iterator[None]:
+    """Hide, unless showing(), the warnings raised inside the block and, on request, what libraries print:
+    on Python's stdout or stderr, on file descriptor 2 from C++ (native), or through `loggers` below ERROR."""
     if showing():
         yield
         return
-    with warnings.catch_warnings(), \
-            (contextlib.redirect_stdout(io.StringIO()) if stdout else contextlib.nullcontext()):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(warnings.catch_warnings())
         warnings.simplefilter("ignore")
+        if stdout:
+            stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+        if stderr:
+            stack.enter_context(contextlib.redirect_stderr(io.StringIO()))
+        if native:
+            stack.enter_context(native_output_dropped())
+        for name in loggers:
+            import logging
+
+            log = logging.getLogger(name)
+            stack.callback(log.setLevel, log.level)
+            log.setLevel(logging.ERROR)
         yield
+
+
+@contextlib.contextmanager
+def native_output_dropped() -> Iterator[None]:
+    """Drop what C++ code prints on fd 2 meanwhile (converter and TFLM logging; Python's stderr too), always:
+    a runtime's retries (TFLM's arena search) print lines that say nothing about the result."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def hide_cpp_logs() -> None:
@@ -43,9 +85,9 @@ def hide_cpp_logs() -> None:
 
 
 def quiet_libraries() -> None:
-    """Process-wide: ignore the warnings that LIBRARIES raise, unless showing()."""
+    """Process-wide: ignore the warnings that libraries() raise, unless showing()."""
     if showing():
         return
     hide_cpp_logs()
-    for mod in LIBRARIES:
+    for mod in libraries():
         warnings.filterwarnings("ignore", module=rf"{mod}(\..*)?")

@@ -15,6 +15,7 @@ import numpy as np
 
 from mnist_edge.core.errors import ImageError, ModelFileError
 from mnist_edge.core.formats import Runtime, load_runtime, predict_order, present
+from mnist_edge.core.metadata import INPUT_SHAPE
 from mnist_edge.core.settings import DEFAULT_ARTIFACTS
 
 STDIN = "-"
@@ -91,8 +92,8 @@ def predict_sources(rt: Runtime, sources: Iterable[str], stdin: object = None
 
     def flush() -> Iterator[Prediction | ImageError]:
         ok = [(n, a) for _, n, a in pending if not isinstance(a, ImageError)]
-        preds = iter(predict_arrays(rt, np.stack([a for _, a in ok]) if ok else np.zeros((0, 28, 28), np.uint8),
-                                    [n for n, _ in ok]))
+        images = np.stack([a for _, a in ok]) if ok else np.zeros((0, *INPUT_SHAPE[1:]), np.uint8)
+        preds = iter(predict_arrays(rt, images, [n for n, _ in ok]))
         for _, _, a in pending:
             yield a if isinstance(a, ImageError) else next(preds)
         pending.clear()

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from mnist_edge.core.deps import require
-from mnist_edge.core.errors import ImageError, MissingExtraError
+from mnist_edge.core.errors import ImageError
 from mnist_edge.core.settings import ServeSettings
 from mnist_edge.edge import web
 
@@ -137,7 +137,7 @@ def page_files(rt) -> dict[str, Path | bytes]:
     vendored = web.vendoring_problem() is None
     if vendored:
         files.update({f"{web.ORT_DIR}/{name}": path for name, path in web.ort_files().items()})
-    model = rt.path if rt.format in web.BROWSER_FORMATS else None
+    model = rt.path if rt.format in web.browser_formats() else None
     if model is not None:
         files[model.name] = model
     cfg = web.config("server", rt.metadata, model, rt.format, web.ort_urls() if vendored else None, None)
@@ -172,11 +172,7 @@ def create_app(model_path: str | os.PathLike | None = None, max_body_bytes: int 
     from mnist_edge.edge.info import describe
     from mnist_edge.edge.predict import model_for
 
-    try:
-        import python_multipart  # noqa: F401  Starlette's request.form() parses uploads with it
-    except ImportError:
-        raise MissingExtraError("serve needs python-multipart for uploads (python_multipart is not installed): "
-                                "install mnist-edge[serve]") from None
+    require("python_multipart", "serve", "serve's uploads (Starlette's request.form())")
     if max_body_bytes < 1:
         raise ValueError("max_body_bytes must be at least 1")
     rt = model_for(model_path)

@@ -26,11 +26,18 @@ ORT_DIR = "ort"
 VENDORED = STATIC / ORT_DIR  # filled by `make web-vendor`
 ORT_ROLES = {"module": "ort.wasm.min.mjs", "loader": "ort-wasm-simd-threaded.mjs",
              "wasm": "ort-wasm-simd-threaded.wasm"}
-BROWSER_FORMATS = ("onnx", "onnx-int8")  # what onnxruntime-web runs as it is
 ICON_SIZES = (192, 512)
 APP_NAME = "mnist-edge: draw a digit"
 THEME = "#2563eb"  # the page's --accent
 BACKGROUND = "#f4f5f7"  # the page's --bg
+
+
+def browser_formats() -> tuple[str, ...]:
+    """What onnxruntime-web runs as it is: the formats the browser app's rows (web runtime) are made from."""
+    from mnist_edge.core.formats import FORMATS
+
+    web_loader = "mnist_edge.edge.runtimes.web:"
+    return tuple(dict.fromkeys(f.source for f in FORMATS.values() if f.loader.startswith(web_loader) and f.source))
 
 
 def ort_files() -> dict[str, Path]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mnist_edge.core.data import Split
+from mnist_edge.core.formats import CHECKPOINT
 from mnist_edge.core.metadata import ModelMetadata
 from mnist_edge.core.scores import Scores, score
 from mnist_edge.pytorch.runtimes.eager import TorchRuntime
@@ -15,6 +16,6 @@ def evaluate(model, split: Split, meta: ModelMetadata, device: str = "cpu") -> S
     was_training = model.training
     model.eval()
     try:
-        return score(TorchRuntime("pytorch", Path("<in memory>"), meta, model, device), split)
+        return score(TorchRuntime(CHECKPOINT, Path("<in memory>"), meta, model, device), split)
     finally:
         model.train(was_training)

@@ -1,4 +1,4 @@
-"""The architectures as torch modules: the default edge model and the four it grew from, by name.
+"""The architectures as torch modules, by name: the default edge model and four reference CNNs.
 
 Every model maps a float32 batch (N, 1, 28, 28), normalised with the dataset's mean/std, to
 (N, num_classes) scores. `build(name, **args)` rebuilds one from a checkpoint's metadata.
@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from mnist_edge.core.archs import ARCH_SPECS
 from mnist_edge.core.errors import ModelFileError
+from mnist_edge.core.metadata import INPUT_SHAPE
 
 
 def _conv_bn(cin: int, cout: int, k: int) -> list[nn.Module]:
@@ -27,9 +28,8 @@ class EdgeNet(nn.Module):
     Cheap where edge inference pays (the only full-resolution layer maps 1 channel to 16; three of the
     five layers run at 7x7) and small: 103 k parameters, 6.0 M MACs per image, 409 KB as float32 ONNX
     and 118 KB as int8. Global average pooling instead of a wide FC layer keeps the parameter count low
-    and lets int8 quantize almost every weight (the convolutions). The default's 5 layers are this
-    round's; the previous stop's 4 (16, 48, 80, 96) and round's 3 (32, 64, 128) still load from
-    their checkpoints' arguments.
+    and lets int8 quantize almost every weight (the convolutions). Any depth of 3 or more builds: a
+    checkpoint records its channels (e.g. 4 layers 16-48-80-96, 3 layers 32-64-128) and is rebuilt from them.
     """
 
     def __init__(self, channels: tuple[int, ...] = tuple(ARCH_SPECS["edgenet"].args["channels"]),
@@ -176,7 +176,7 @@ def count_macs(model: nn.Module) -> int:
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        model(torch.zeros(1, 1, 28, 28))
+        model(torch.zeros(1, *INPUT_SHAPE))
     model.train(was_training)
     for h in handles:
         h.remove()

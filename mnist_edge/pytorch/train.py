@@ -9,6 +9,7 @@ resumed with --resume ends with the same weights as an uninterrupted one.
 from __future__ import annotations
 
 import copy
+import datetime
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -415,6 +416,8 @@ def _save(settings: TrainSettings, run: dict, ckpt_path, metrics_path, model, ke
         "test_acc": final["test_acc"],
         "test_loss": final["test_loss"],
         "config": _config(settings),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": meta.versions,
         **run,
     })
 

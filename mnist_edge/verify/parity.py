@@ -151,10 +151,15 @@ class ExactReference:
     logits: np.ndarray
 
 
-def exact_reference(source: Path, ref: Reference) -> ExactReference:
+def exact_reference(source: Path, ref: Reference) -> ExactReference | None:
+    """The integer reference's logits of the int8 file `source`; None where it has none (layers left in fp32)."""
+    from mnist_edge.core.errors import ModelFileError
     from mnist_edge.quant import reference as integer
 
-    ir = integer.load(source)
+    try:
+        ir = integer.load(source)
+    except ModelFileError:  # a graph outside the integer program: held to the PyTorch int8 bars only
+        return None
     return ExactReference(Path(source), ir.program, ir.run(ref.inputs))
 
 

@@ -13,19 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_edge.core.errors import MissingExtraError, ModelFileError, first_line
+from mnist_edge.core.deps import require
+from mnist_edge.core.errors import ModelFileError, first_line
+from mnist_edge.core.formats import Runtime
 from mnist_edge.core.metadata import METADATA_KEY, ModelMetadata
+from mnist_edge.core.quiet import native_output_dropped
 from mnist_edge.edge.runtimes import tflite_model
 
 
 def interpreter_class():
     """ai_edge_litert's Interpreter, or a MissingExtraError naming the extra."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        raise MissingExtraError("running .tflite models needs ai-edge-litert, which is not installed: "
-                                "install mnist-edge[litert]") from None
-    return Interpreter
+    return require("ai_edge_litert.interpreter", "litert", "running .tflite models").Interpreter
 
 
 def read_file(path: Path) -> bytes:
@@ -49,7 +47,7 @@ def read_metadata(buf: bytes, source: str) -> ModelMetadata:
 
 
 @dataclass
-class LiteRTRuntime:
+class LiteRTRuntime(Runtime):
     """One LiteRT interpreter; run() is serialised by a lock (an interpreter is not thread-safe)."""
 
     format: str
@@ -107,7 +105,7 @@ def load(path: Path, fmt, threads: int | None = None) -> LiteRTRuntime:
     try:
         # the interpreter runs the flatbuffer verifier, so the file is sound before we parse it;
         # quiet: it prints "INFO: Created TensorFlow Lite XNNPACK delegate" on fd 2 (loading only, not per run)
-        with tflite_model.quiet_stderr():
+        with native_output_dropped():
             interp = interpreter(model_content=buf, num_threads=threads or None)
     except (ValueError, RuntimeError) as e:
         first = first_line(e, 160)
@@ -119,7 +117,7 @@ def load(path: Path, fmt, threads: int | None = None) -> LiteRTRuntime:
                        tflite_model.io_quantization(inp, str(path)),
                        tflite_model.io_quantization(out, str(path)), _batch=0)
     try:
-        with tflite_model.quiet_stderr():
+        with native_output_dropped():
             rt._invoke(np.zeros((1, *meta.input_shape), np.float32))  # allocate, and prove it runs
     except (ValueError, RuntimeError) as e:
         raise ModelFileError(f"{path}: the model does not run ({first_line(e, 160)})") from None

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 
 from mnist_edge.core.errors import ModelFileError, first_line
-from mnist_edge.core.formats import Format
+from mnist_edge.core.formats import Format, Runtime
 from mnist_edge.core.metadata import METADATA_KEY, ModelMetadata
 from mnist_edge.core.settings import GRAPH_OPTIMIZATIONS
 
 
 @dataclass
-class OnnxRuntime:
+class OnnxRuntime(Runtime):
     format: str
     path: Path
     metadata: ModelMetadata

@@ -16,7 +16,7 @@ import numpy as np
 
 from mnist_edge.core.deps import require
 from mnist_edge.core.errors import ModelFileError, first_line
-from mnist_edge.core.formats import Format
+from mnist_edge.core.formats import Format, Runtime
 from mnist_edge.core.metadata import METADATA_KEY, ModelMetadata
 
 XML_FILE, BIN_FILE = "model.xml", "model.bin"  # the IR's graph and its weights, in the format's folder
@@ -36,7 +36,7 @@ def set_metadata(model, meta: ModelMetadata) -> None:
 
 
 @dataclass
-class OpenVinoRuntime:
+class OpenVinoRuntime(Runtime):
     """One compiled model and its infer request; run() is serialised by a lock (a request is not thread-safe)."""
 
     format: str

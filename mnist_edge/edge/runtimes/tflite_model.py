@@ -7,15 +7,13 @@ schema; either is enough), so neither torch nor TensorFlow is needed.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
-import tempfile
+import importlib.util
 from types import ModuleType
 
 import numpy as np
 
-from mnist_edge.core.errors import ExportError, MissingExtraError, ModelFileError
+from mnist_edge.core.deps import require
+from mnist_edge.core.errors import ExportError, ModelFileError
 
 FILE_IDENTIFIER = b"TFL3"  # bytes 4..8 of every .tflite flatbuffer
 BUFFER_ALIGNMENT = 16  # what TFLM's tflite_flatbuffer_align and optimized MCU kernels expect
@@ -24,15 +22,10 @@ INT8_RANGE = (-128, 127)
 
 def schema() -> ModuleType:
     """The generated TFLite schema module, from ai-edge-litert or else tflite-micro."""
-    try:
-        from ai_edge_litert import schema_py_generated
-    except ImportError:
-        try:
-            from tflite_micro.tensorflow.lite.micro.python import schema_py_generated
-        except ImportError:
-            raise MissingExtraError("reading .tflite models needs ai-edge-litert, which is not installed: "
-                                    "install mnist-edge[litert]") from None
-    return schema_py_generated
+    if importlib.util.find_spec("ai_edge_litert") is None and importlib.util.find_spec("tflite_micro") is not None:
+        return require("tflite_micro.tensorflow.lite.micro.python.schema_py_generated", "litert",
+                       "reading .tflite models")
+    return require("ai_edge_litert.schema_py_generated", "litert", "reading .tflite models")
 
 
 def parse(buf: bytes, source: str):
@@ -152,18 +145,3 @@ def io_quantization(details: dict, source: str) -> tuple[float, int] | None:
         raise ModelFileError(f"{source}: unsupported model I/O ({np.dtype(details['dtype']).name}, "
                              f"{len(scales)} scales): expected float32 or per-tensor int8")
     return float(scales[0]), int(zps[0])
-
-
-@contextlib.contextmanager
-def quiet_stderr():
-    """Drop what C++ code prints on fd 2 meanwhile (converter and TFLM logging; Python's stderr too)."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)

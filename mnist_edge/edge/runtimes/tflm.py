@@ -13,8 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_edge.core.errors import MissingExtraError, ModelFileError, first_line
+from mnist_edge.core.deps import require
+from mnist_edge.core.errors import ModelFileError, first_line
+from mnist_edge.core.formats import Runtime
 from mnist_edge.core.metadata import ModelMetadata
+from mnist_edge.core.quiet import native_output_dropped
 from mnist_edge.edge.runtimes import litert as runtime_litert
 from mnist_edge.edge.runtimes import tflite_model
 
@@ -24,12 +27,7 @@ ARENA_SEARCH_MAX = 16 * 1024 * 1024
 
 def _runtime_module():
     """tflite_micro's runtime module, or a MissingExtraError naming the extra."""
-    try:
-        from tflite_micro.python.tflite_micro import runtime
-    except ImportError:
-        raise MissingExtraError("running models on TensorFlow Lite Micro needs tflite-micro, which is not "
-                                "installed: install mnist-edge[tflm]") from None
-    return runtime
+    return require("tflite_micro.python.tflite_micro.runtime", "tflm", "running models on TensorFlow Lite Micro")
 
 
 def _fits(model: bytes, arena: int, example: np.ndarray) -> bool:
@@ -48,7 +46,7 @@ def measure_arena(model: bytes, source: str = "model") -> int:
     """The smallest tensor arena, in bytes, in which TFLM runs the model (binary search)."""
     example = np.zeros(_input_shape(model, source), np.int8)
     lo, hi = 0, 64 * 1024  # lo never fits, hi fits
-    with tflite_model.quiet_stderr():  # every arena that is too small prints several lines
+    with native_output_dropped():  # every arena that is too small prints several lines
         while not _fits(model, hi, example):
             lo, hi = hi, hi * 4
             if hi > ARENA_SEARCH_MAX:
@@ -98,7 +96,7 @@ def read_model(path: Path) -> bytes:
 
 
 @dataclass
-class TFLMRuntime:
+class TFLMRuntime(Runtime):
     """A TFLM interpreter for a batch-1 full-integer int8 model; run() loops over the batch."""
 
     format: str

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_edge.core.errors import ModelFileError, first_line
-from mnist_edge.core.formats import Format
+from mnist_edge.core.formats import Format, Runtime
 from mnist_edge.core.metadata import ModelMetadata
 from mnist_edge.edge.runtimes import onnx
 
@@ -70,7 +70,7 @@ def ort_files(folder: Path) -> list[Path] | None:
 
 
 @dataclass
-class NodeWebRuntime:
+class NodeWebRuntime(Runtime):
     """One Node process running the app's model with its onnxruntime-web; requests over stdin/stdout."""
 
     format: str

@@ -7,44 +7,34 @@ carries it alone, on LiteRT and on TensorFlow Lite Micro alike.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import tempfile
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from mnist_edge.core.errors import ExportError, MissingExtraError
+from mnist_edge.core.deps import require
+from mnist_edge.core.errors import ExportError
+from mnist_edge.core.formats import MAX_BATCH
 from mnist_edge.core.metadata import METADATA_KEY, ModelMetadata
+from mnist_edge.core.quiet import native_output_dropped, quiet
 from mnist_edge.edge.runtimes import tflite_model
+from mnist_edge.pytorch.exporters.job import example_input
 
-# torch.export specializes a batch of 1 to a constant, so the dynamic-batch graph is traced with 2.
-EXPORT_BATCH = 2
-MAX_BATCH = 65536  # same bound as the ONNX export
 INT8_BATCH = 1  # int8 is a fixed batch-1 program: what TFLM needs and what edge devices run
 
 
 def _litert_torch():
     """The litert_torch module, or a MissingExtraError naming the extra that brings it."""
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")  # its progress bars are not actionable
-    try:
-        with tflite_model.quiet_stderr():  # absl and oneDNN notes printed on fd 2 at import
-            import litert_torch
-    except ImportError as e:
-        raise MissingExtraError(f"LiteRT export needs litert-torch ({e.name} is not installed): "
-                                "install mnist-edge[litert-export]") from None
-    return litert_torch
+    with native_output_dropped():  # absl and oneDNN notes printed on fd 2 at import
+        return require("litert_torch", "litert-export", "LiteRT export")
 
 
-@contextlib.contextmanager
 def _quiet():
     """Silence the converter's warnings, prints and C++ logging (MLIR pass notes on fd 2)."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), tflite_model.quiet_stderr():
-        warnings.simplefilter("ignore")
-        yield
+    return quiet(stdout=True, native=True)
 
 
 def _convert(model, example: tuple, **options) -> bytes:
@@ -63,10 +53,10 @@ def _write(tmp: Path, tflite: bytes, meta: ModelMetadata) -> ModelMetadata:
 
 
 def export_fp32(job, fmt, tmp: Path) -> ModelMetadata:
-    """float32 .tflite, input (batch, 1, 28, 28) with batch 1..65536, output (batch, num_classes)."""
+    """float32 .tflite, input (batch, *INPUT_SHAPE) with batch 1..MAX_BATCH, output (batch, num_classes)."""
     import torch
 
-    example = (torch.zeros(EXPORT_BATCH, *job.metadata.input_shape),)
+    example = (example_input(),)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with torch.no_grad():
         fp32 = _convert(job.model.eval(), example, dynamic_shapes=({0: batch},))

@@ -10,16 +10,15 @@ import onnx
 import torch
 
 from mnist_edge.core.errors import ExportError
-from mnist_edge.core.formats import Format
+from mnist_edge.core.formats import MAX_BATCH, Format
 from mnist_edge.core.metadata import ModelMetadata
 from mnist_edge.core.quiet import quiet
 from mnist_edge.core.settings import DEFAULT_INT8_RECIPE, QUANTIZE_MODES
-from mnist_edge.pytorch.export import ExportJob, example_input
 from mnist_edge.pytorch.exporters import onnx_int8
+from mnist_edge.pytorch.exporters.job import ExportJob, example_input
 from mnist_edge.pytorch.exporters.onnx_int8 import save
 
 ONNX_OPSET = 18
-MAX_BATCH = 65536  # the batch axis of the exported graph goes up to here
 # quantize_dynamic on Conv makes ConvInteger (4x slower than fp32 here, missing from some execution
 # providers): dynamic mode quantizes the matrix products only.
 DYNAMIC_OP_TYPES = ["MatMul", "Gemm"]

@@ -13,7 +13,7 @@ from mnist_edge.core.errors import ExportError
 from mnist_edge.core.formats import Format
 from mnist_edge.core.metadata import METADATA_KEY, ModelMetadata
 from mnist_edge.core.quiet import quiet
-from mnist_edge.pytorch.export import ExportJob, example_input
+from mnist_edge.pytorch.exporters.job import ExportJob, example_input
 
 
 def _save(model: torch.nn.Module, meta: ModelMetadata, tmp: Path) -> None:

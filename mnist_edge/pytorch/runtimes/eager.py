@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mnist_edge.core.formats import Format
+from mnist_edge.core.formats import Format, Runtime
 from mnist_edge.core.metadata import ModelMetadata
 
 
 @dataclass
-class TorchRuntime:
+class TorchRuntime(Runtime):
     """A torch module in eval mode behind the runtime interface."""
 
     format: str

@@ -14,13 +14,14 @@ import hashlib
 import io
 import struct
 import threading
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from mnist_edge.core.errors import MissingExtraError, ModelFileError
+from mnist_edge.core.deps import require
+from mnist_edge.core.errors import ModelFileError
+from mnist_edge.core.formats import Runtime
 from mnist_edge.core.metadata import ModelMetadata
 
 METADATA_METHOD = "mnist_edge_metadata"  # constant methods written by exporter_executorch
@@ -45,21 +46,11 @@ def _portable_lib():
     Imports the compiled `_C` directly: `executorch.runtime` wraps the same module but imports
     executorch.exir (torch._dynamo & co.), about 4 s of start-up; `_C` only needs torch loaded first.
     """
-    try:
-        import torch  # noqa: F401  (loads libtorch, which _C links against)
-    except ImportError:
-        raise MissingExtraError(f"running .pte models needs torch and executorch: "
-                                f"install mnist-edge[{EXTRA}]") from None
+    require("torch", EXTRA, "running .pte models")  # loads libtorch, which _C links against
     try:
         from executorch.extension.pybindings import _C
-    except ImportError:
-        try:  # a differently packaged executorch: the public (slower to import) wrapper
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # its "experimental API" warning
-                from executorch.extension.pybindings import portable_lib as _C
-        except ImportError:
-            raise MissingExtraError(f"running .pte models needs executorch, which is not installed: "
-                                    f"install mnist-edge[{EXTRA}]") from None
+    except ImportError:  # a differently packaged executorch: the public (slower to import) wrapper
+        return require("executorch.extension.pybindings.portable_lib", EXTRA, "running .pte models")
     return _C
 
 
@@ -172,7 +163,7 @@ def _read_metadata(program, path: Path) -> ModelMetadata:
 
 
 @dataclass
-class ExecuTorchRuntime:
+class ExecuTorchRuntime(Runtime):
     """One loaded .pte: its `forward` method and the fixed input shape it was exported with."""
 
     format: str

@@ -9,11 +9,11 @@ from pathlib import Path
 
 from mnist_edge.core.errors import MnistEdgeError
 from mnist_edge.core.fileio import write_json, write_text, write_with
+from mnist_edge.core.formats import CHECKPOINT, SPEED_REFERENCE
 from mnist_edge.verify.bench.stats import noisy, slower_than
 
 REPORT_FILES = ("bench.json", "bench.md", "bench.png")
-ACCURACY_REFERENCE = "pytorch"  # accuracy deltas are against eager PyTorch, the trained model
-SPEED_REFERENCE = "onnx"  # speed-ups are against ONNX Runtime fp32: stable, and present in every run
+ACCURACY_REFERENCE = CHECKPOINT  # accuracy deltas are against eager PyTorch, the trained model
 
 
 class AccuracyBelowMinimum(MnistEdgeError):

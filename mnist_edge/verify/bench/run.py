@@ -26,7 +26,7 @@ import numpy as np
 
 from mnist_edge.core.errors import MnistEdgeError
 from mnist_edge.core.fileio import MB, ensure_writable
-from mnist_edge.core.formats import FORMATS, Format, present
+from mnist_edge.core.formats import FORMATS, MAX_BATCH, Format, present
 from mnist_edge.core.settings import BenchSettings
 from mnist_edge.verify.bench.report import (
     ACCURACY_REFERENCE,
@@ -39,8 +39,6 @@ from mnist_edge.verify.bench.report import (
     write_reports,
 )
 from mnist_edge.verify.bench.stats import p50_interval, percentiles, ratio_interval, throughput
-
-MAX_BATCH = 65536  # the exported ONNX models' batch axis goes up to here
 
 
 class BenchError(MnistEdgeError):

@@ -76,8 +76,7 @@ def _load(spec: dict):
              "test_images": len(split),
              "rss_after_load_mb": rss_loaded, "torch_imported": "torch" in sys.modules,
              "threads": spec["threads"]}
-    footprint = getattr(rt, "footprint", None)  # a microcontroller target's flash and RAM, where it has them
-    facts["footprint"] = footprint() if callable(footprint) else None
+    facts["footprint"] = rt.footprint()  # a microcontroller target's flash and RAM, where it has them
     return rt, x, facts
 
 

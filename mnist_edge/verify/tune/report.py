@@ -26,9 +26,11 @@ def _ratio(p: dict, key: str) -> str:
 
 def summary(result) -> list[str]:
     """The lines that say what was chosen and how it compares, from the final run."""
+    from mnist_edge.verify.tune.search import DEFAULT, FP32_REF  # the final run's reference points
+
     c, f = result.chosen, result.final
     b, big = (str(x) for x in (f["batches"][0], f["batches"][-1]))
-    pc, pd, pf = (f["points"][b][n] for n in (c.name, "default", "onnx"))
+    pc, pd, pf = (f["points"][b][n] for n in (c.name, DEFAULT, FP32_REF))
     lines = [f"chosen: {c.name}: {c.recipe.describe()}; exact on {c.right_on}",
              f"accuracy {100 * c.parity.accuracy:.2f}% ({100 * c.parity.accuracy_delta:+.2f} points against "
              f"PyTorch {100 * result.reference_accuracy:.2f}%), top-1 agreement {100 * c.parity.top1_agreement:.2f}%",
@@ -36,7 +38,7 @@ def summary(result) -> list[str]:
              f"{_ratio(pc, 'vs_default')} the default recipe ({pd['p50_ms']:.4f} ms), {_ratio(pc, 'vs_fp32')} "
              f"fp32 ({pf['p50_ms']:.4f} ms), same run"]
     if big != b:
-        qc, qd, qf = (f["points"][big][n] for n in (c.name, "default", "onnx"))
+        qc, qd, qf = (f["points"][big][n] for n in (c.name, DEFAULT, FP32_REF))
         lines.append(f"batch {big}: {qc['throughput_ips']:,.0f} images/s, {_ratio(qc, 'vs_fp32')} fp32 "
                      f"({qf['throughput_ips']:,.0f}); default recipe {qd['throughput_ips']:,.0f}, "
                      f"{_ratio(qd, 'vs_fp32')} fp32, same run")

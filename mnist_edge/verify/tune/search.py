@@ -27,7 +27,7 @@ import numpy as np
 from mnist_edge.core.cpu import cpu_info
 from mnist_edge.core.errors import MnistEdgeError, first_line
 from mnist_edge.core.fileio import MB, ensure_writable, size_of
-from mnist_edge.core.formats import FORMATS, Format, load_runtime, present, resolve
+from mnist_edge.core.formats import CHECKPOINT, FORMATS, MAX_BATCH, Format, load_checkpoint, present, resolve
 from mnist_edge.core.progress import Reporter, Silent
 from mnist_edge.core.settings import (
     DEFAULT_INT8_RECIPE,
@@ -39,13 +39,14 @@ from mnist_edge.core.settings import (
 )
 from mnist_edge.pytorch.exporters import onnx_int8
 from mnist_edge.verify.bench.report import BenchRow
-from mnist_edge.verify.bench.run import MAX_BATCH, Worker, build_rows, default_threads, measure
+from mnist_edge.verify.bench.run import Worker, build_rows, default_threads, measure
 from mnist_edge.verify.bench.stats import ratio_interval
 from mnist_edge.verify.parity import FormatResult, compare, reference
 from mnist_edge.verify.tune.layers import LayerError, layer_errors
 
-INT8, FP32 = FORMATS["onnx-int8"], FORMATS["onnx"]
-DEFAULT, FP32_REF = "default", "onnx"  # the reference points of every timing run (bench's speed reference)
+INT8 = FORMATS[TUNE_FORMATS[0]]  # the registry's tunable int8 row (ONNX Runtime quantization) ...
+FP32 = FORMATS[INT8.source]  # ... and the verified fp32 file its recipes are applied to
+DEFAULT, FP32_REF = "default", FP32.name  # the reference points of every timing run (bench's speed reference)
 MAKE_SHARE = 0.6  # of the budget, for making candidates; the timing runs and the write take the rest
 
 
@@ -151,7 +152,11 @@ class TuneResult:
     files: list[Path] = field(default_factory=list)
 
     def to_json(self) -> dict:
-        return {"settings": self.settings, "cpu": cpu_info(), "reference_accuracy": self.reference_accuracy,
+        import datetime
+
+        return {"settings": self.settings, "cpu": cpu_info(),
+                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "reference_accuracy": self.reference_accuracy,
                 "chosen": self.chosen.name, "recipe": self.chosen.recipe.to_dict(), "written": str(self.written),
                 "final": self.final, "excluded": self.excluded, "derived": self.derived,
                 "skipped": self.skipped, "seconds": round(self.seconds, 1),
@@ -186,13 +191,13 @@ class _Search:
     """The state of one tune run: the reference, the calibration images and the candidates made."""
 
     def __init__(self, cfg: TuneSettings, progress: Reporter, work: Path):
-        from mnist_edge.pytorch.export import calibration_images
+        from mnist_edge.verify.export import calibration_images
 
         self.cfg, self.progress, self.work = cfg, progress, work
         self.art = Path(cfg.artifacts)
         self.src = self.art / FP32.filename
         FP32.load(self.src)  # missing, corrupt or not ours: one line, before any work
-        self.ref_rt = load_runtime(self.art / FORMATS["pytorch"].filename)
+        self.ref_rt = load_checkpoint(self.art / FORMATS[CHECKPOINT].filename)
         self.meta = self.ref_rt.metadata
         drop = min(cfg.tolerances.int8_max_accuracy_drop, cfg.max_drop / 100)
         self.tol = replace(cfg.tolerances, int8_max_accuracy_drop=drop)
@@ -213,7 +218,7 @@ class _Search:
         self.made: list[Candidate] = []
 
     def export_settings(self, n: int, recipe: Int8Recipe | None = None) -> ExportSettings:
-        return ExportSettings(checkpoint=self.art / FORMATS["pytorch"].filename, out=self.art, format="onnx",
+        return ExportSettings(checkpoint=self.art / FORMATS[CHECKPOINT].filename, out=self.art, format=INT8.family,
                               quantize=True, calibration_samples=n, data_dir=self.cfg.data_dir,
                               tolerances=self.tol, int8_recipe=recipe)
 
@@ -334,7 +339,7 @@ def _derived_present(art: Path, say: Callable[[str], None]) -> list[Format]:
 
 def _derived_problem(s: _Search, cand: Candidate, derived: list[Format]) -> str | None:
     """Why a format in the folder could not be made from this candidate (a dry run of its exporter), or None."""
-    from mnist_edge.pytorch.export import ExportJob
+    from mnist_edge.pytorch.exporters.job import ExportJob
 
     for f in derived:
         job = ExportJob(s.ref_rt.model, s.meta, s.export_settings(cand.recipe.calibration_images),
@@ -351,7 +356,8 @@ def _derived_problem(s: _Search, cand: Candidate, derived: list[Format]) -> str 
 
 def _write(s: _Search, chosen: Candidate, derived: list[Format]) -> tuple[Path, list[str]]:
     """The chosen recipe through export (verify, then rename), then the formats made from it, again."""
-    from mnist_edge.pytorch.export import ExportJob, export_one
+    from mnist_edge.pytorch.exporters.job import ExportJob
+    from mnist_edge.verify.export import export_one
 
     r = chosen.recipe
     job = ExportJob(s.ref_rt.model, s.meta, s.export_settings(r.calibration_images, r),

@@ -4,12 +4,14 @@ Each file is written under a temporary name in the output folder by its row's ex
 through its row's loader, held to the parity tolerances against the PyTorch checkpoint on the test set,
 and only then renamed into place. A failed export leaves any earlier good file untouched. A format
 made from another one (int8 ONNX from fp32 ONNX, C from int8 ONNX) gets that one's verified file.
+It sits with verification because parity decides what is kept; the exporters (pytorch/exporters) are
+loaded by their rows' dotted paths and share only pytorch/exporters/job.py with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,29 +20,11 @@ from mnist_edge.core import data
 from mnist_edge.core.deps import installed
 from mnist_edge.core.errors import ExportError, MnistEdgeError, ParityError, first_line
 from mnist_edge.core.fileio import atomic_folder, atomic_path, ensure_writable, size_of
-from mnist_edge.core.formats import FORMATS, INT8_ONNX, Format, formats_to_write, load_runtime, resolve
+from mnist_edge.core.formats import FORMATS, INT8_ONNX, Format, formats_to_write, load_checkpoint, load_runtime, resolve
 from mnist_edge.core.metadata import ModelMetadata
 from mnist_edge.core.settings import ExportSettings
+from mnist_edge.pytorch.exporters.job import ExportJob
 from mnist_edge.verify.parity import FormatResult, Reference, compare, exact_reference, reference
-
-EXPORT_BATCH = 2  # the torch 2.14 exporters fix the batch dimension when traced with a batch of 1
-
-
-def example_input(batch: int = EXPORT_BATCH):
-    import torch
-
-    return torch.zeros(batch, 1, 28, 28)
-
-
-@dataclass
-class ExportJob:
-    """What an exporter gets: the model, its metadata, calibration images and the files it is made from."""
-
-    model: object  # torch.nn.Module in eval mode, fp32
-    metadata: ModelMetadata
-    settings: ExportSettings
-    calibration: np.ndarray | None = None  # float32 (N, 1, 28, 28), normalised training images
-    sources: dict[str, Path] = field(default_factory=dict)  # verified files by format name
 
 
 @dataclass
@@ -108,7 +92,7 @@ def export_models(settings: ExportSettings, on_done: Callable[[Exported], None] 
                   say: Callable[[str], None] = lambda line: None) -> list[Exported]:
     """Export the checkpoint to each requested format, verifying each against it on the test set."""
     formats = plan(settings, say)
-    ref_rt = load_runtime(settings.checkpoint)
+    ref_rt = load_checkpoint(settings.checkpoint)
     ensure_writable(settings.out, len(formats) * 2 * size_of(settings.checkpoint), "the exported models")
     meta = ref_rt.metadata
     if any(f.calibrated for f in formats):
