@@ -11,7 +11,7 @@ export MNIST_EDGE_DATA
 STAMP  := $(VENV)/.installed
 TRAIN_INPUTS := $(wildcard mnist_edge/pytorch/*.py) $(addprefix mnist_edge/core/,data.py metadata.py settings.py archs.py)
 
-.PHONY: all install train export check bench bench-training report test lint clean help default-model toolchains web-vendor
+.PHONY: all install train export check bench bench-training report test lint clean help default-model toolchains web-vendor arm64
 
 all: check bench-training bench report  ## install, train, export, check parity, benchmark, then the report
 
@@ -101,7 +101,14 @@ toolchains:  ## install Chromium, the Cortex-M cross compiler and QEMU with apt,
 	  else echo "$$cmd is missing and apt is not available to root here: the tests that need it will skip"; fi; \
 	done
 
-test: $(STAMP) toolchains web-vendor  ## run the test suite (real-MNIST tests need MNIST_EDGE_DATA)
+# ARM cores emulated by QEMU user mode (`check --cpu cortex-a76`, tests/test_arm64.py): an arm64 Debian root
+# and the aarch64 wheels of the venv's onnxruntime and ai-edge-litert, built once (about 2 minutes, 430 MB)
+# under ~/.cache/mnist-edge/arm64, keyed by those versions. Without apt, debootstrap or the registries it says
+# why in one line and the ARM64 rows and tests skip. `make test` builds it: only the tests and `check --cpu` need it.
+arm64: $(STAMP)  ## the emulated ARM64 userland for `check --cpu CORE` (cached outside the repo)
+	$(BIN)/python tools/arm64_userland.py
+
+test: $(STAMP) toolchains web-vendor arm64  ## run the test suite (real-MNIST tests need MNIST_EDGE_DATA)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)  ## ruff, and the import contracts (the edge side never imports torch)

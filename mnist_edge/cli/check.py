@@ -46,6 +46,28 @@ def _per_layer(artifacts, meta, data_dir) -> dict:
     return out
 
 
+def _cores(ctx, param, cpus: tuple[str, ...]) -> tuple[str, ...]:
+    """Each --cpu a core QEMU knows: an unknown name is one line before anything slow runs."""
+    from mnist_edge.core.errors import MnistEdgeError
+    from mnist_edge.edge.arm64.emulator import Unavailable, check_cpu
+
+    try:
+        return tuple(check_cpu(c) for c in cpus)
+    except Unavailable:
+        return cpus  # no QEMU here: the rows are skipped with that reason
+    except MnistEdgeError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _emulated(ref, artifacts, cpus, tol, limit) -> dict:
+    """The ARM64 formats on each emulated core: rows, skip lines, the table and whether all passed."""
+    from mnist_edge.verify import arm64
+
+    rows, skipped = arm64.check_cores(ref, artifacts, list(cpus), tol, limit, log=lambda s: click.echo(s, err=True))
+    return {"passed": all(r.passed for r in rows), "results": [r.to_json() for r in rows], "skipped": skipped,
+            "table": arm64.table(rows, skipped)}
+
+
 @click.command()
 @options.artifacts
 @click.option("--checkpoint", "checkpoint_path", type=click.Path(), default=None,
@@ -54,10 +76,15 @@ def _per_layer(artifacts, meta, data_dir) -> dict:
               help="Also each int8 ONNX layer's SQNR against model.onnx on calibration images, most harmful first.")
 @click.option("--devices/--no-devices", default=True, show_default=True,
               help="Also run the C model on the emulated Cortex-M boards (QEMU; minutes per board).")
+@click.option("--cpu", "cpus", multiple=True, metavar="CORE", callback=_cores,
+              help="Also run the ARM64 formats (ONNX, LiteRT) on this ARM core emulated by QEMU (cortex-a53, "
+                   "cortex-a72, cortex-a76, ...; repeatable); `make arm64` sets the emulation up.")
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Emulated rows only: the first N test images (all 10,000 take minutes per model). [default: all]")
 @options.data_dir
 @options.as_json
 @options.tolerances
-def command(artifacts, checkpoint_path, per_layer, devices, data_dir, as_json, atol, min_agreement_int8,
+def command(artifacts, checkpoint_path, per_layer, devices, cpus, limit, data_dir, as_json, atol, min_agreement_int8,
             max_acc_drop_int8, min_agreement_reference) -> None:
     """Parity of every exported model with PyTorch on the whole test set (exit 1 if any fails)."""
     from pathlib import Path
@@ -78,7 +105,9 @@ def command(artifacts, checkpoint_path, per_layer, devices, data_dir, as_json, a
     tol = options.tolerances_of(atol, min_agreement_int8, max_acc_drop_int8, min_agreement_reference)
     report = check_folder(ref, artifacts, tol, devices)
     layers = _per_layer(artifacts, ref_rt.metadata, data_dir) if per_layer else {}
-    result = {**report.to_json(), **({"per_layer": layers} if per_layer else {})}
+    arm = _emulated(ref, artifacts, cpus, tol, limit) if cpus else None
+    result = {**report.to_json(), **({"per_layer": layers} if per_layer else {}),
+              **({"emulated": {k: v for k, v in arm.items() if k != "table"}} if arm else {})}
     try:  # the record `mnist-edge report` reads; a read-only folder is still checked
         write_json(artifacts / RESULT_FILE, {**result, "machine": machine})
     except WriteError as e:
@@ -98,5 +127,7 @@ def command(artifacts, checkpoint_path, per_layer, devices, data_dir, as_json, a
             click.echo(f"\nper-layer int8 error of {name}" + (f" against {artifacts / 'model.onnx'} on "
                        f"{PER_LAYER_IMAGES} calibration images, most harmful first:" if isinstance(rows, list) else ""))
             click.echo(table_of_layers(rows) if isinstance(rows, list) else f"  {rows}")
-    if not report.passed:
+        if arm:
+            click.echo("\n" + arm["table"])
+    if not report.passed or (arm and not arm["passed"]):
         sys.exit(1)
