@@ -1,5 +1,5 @@
-"""OpenMP's wait policy: every torch-based command sets OMP_WAIT_POLICY=PASSIVE before torch loads, unless the user
-tuned it; see mnist_edge/core/threads.py."""
+"""OpenMP's wait policy: every torch-based command sets OMP_WAIT_POLICY=PASSIVE before torch loads where another
+process holds a core, unless the user tuned it; see mnist_edge/core/threads.py."""
 
 from __future__ import annotations
 
@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from mnist_edge.core.formats import FORMATS
-from mnist_edge.core.threads import USER_TUNING, WAIT_POLICY, prefer_passive_waits
+from mnist_edge.core.threads import (
+    BUSY,
+    DECIDED,
+    USER_TUNING,
+    WAIT_POLICY,
+    machine_busy,
+    others_running,
+    prefer_passive_waits,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = "mnist_edge.cli:main"  # the `mnist-edge` script's entry point (pyproject.toml)
@@ -41,7 +49,7 @@ PROBE = textwrap.dedent("""
 
 
 def _policy_at_torch_import(target: str, args: list[str], env_extra: dict[str, str] | None = None) -> str | None:
-    env = {k: v for k, v in os.environ.items() if k not in USER_TUNING}
+    env = {k: v for k, v in os.environ.items() if k not in (*USER_TUNING, DECIDED, BUSY)}
     env.update(env_extra or {}, PYTHONPATH=str(ROOT))
     res = subprocess.run([sys.executable, "-c", PROBE, target, *args], capture_output=True, text=True, env=env,
                          timeout=120, cwd=ROOT)
@@ -64,26 +72,54 @@ def _commands(tmp: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("name", ["train", "evaluate", "export", "check"])
-def test_the_cli_sets_a_passive_wait_policy_before_torch_loads(name, tmp_path):
-    assert _policy_at_torch_import(CLI, _commands(tmp_path)[name]) == "PASSIVE"
+def test_the_cli_sets_a_passive_wait_policy_before_torch_loads_on_a_busy_machine(name, tmp_path):
+    assert _policy_at_torch_import(CLI, _commands(tmp_path)[name], {BUSY: "1"}) == "PASSIVE"
+
+
+def test_on_a_quiet_machine_the_runtime_keeps_its_spinning(tmp_path):
+    assert _policy_at_torch_import(CLI, _commands(tmp_path)["train"], {BUSY: "0"}) is None
 
 
 @pytest.mark.parametrize("user", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "10000"}])
 def test_a_users_own_wait_setting_wins(user, tmp_path):
-    got = _policy_at_torch_import(CLI, _commands(tmp_path)["train"], user)
+    got = _policy_at_torch_import(CLI, _commands(tmp_path)["train"], {**user, BUSY: "1"})
     assert got == user.get("OMP_WAIT_POLICY")  # ACTIVE as set; with GOMP_SPINCOUNT, no policy added
 
 
-def test_a_bench_worker_started_on_its_own_sets_it_too(tmp_path):
-    """bench's and tune's torch rows run in workers: they inherit the CLI's setting, or set it themselves."""
+def test_a_bench_worker_keeps_its_parents_choice_or_makes_its_own(tmp_path):
+    """bench's and tune's torch rows run in workers: they inherit the CLI's choice, or choose themselves."""
     (tmp_path / "model.pth").write_bytes(b"not read: the process ends at `import torch`")
     spec = {"row": asdict(FORMATS["pytorch"]), "path": str(tmp_path / "model.pth"), "threads": 1,
             "data_dir": str(tmp_path)}
-    assert _policy_at_torch_import("mnist_edge.verify.bench.worker", [json.dumps(spec)]) == "PASSIVE"
+    worker = "mnist_edge.verify.bench.worker"
+    assert _policy_at_torch_import(worker, [json.dumps(spec)], {BUSY: "1"}) == "PASSIVE"
+    # the parent found the machine quiet: a worker started while the others load keeps that choice
+    assert _policy_at_torch_import(worker, [json.dumps(spec)], {BUSY: "1", DECIDED: "1"}) is None
 
 
-def test_prefer_passive_waits_keeps_what_the_user_set():
-    assert prefer_passive_waits(env := {}) == "PASSIVE" and env == {WAIT_POLICY: "PASSIVE"}
-    assert prefer_passive_waits(env := {WAIT_POLICY: "active"}) == "active" and env == {WAIT_POLICY: "active"}
-    assert prefer_passive_waits(env := {"KMP_BLOCKTIME": "0"}) is None and WAIT_POLICY not in env
-    assert prefer_passive_waits(env := {WAIT_POLICY: " "}) == "PASSIVE"  # blank is unset
+def test_prefer_passive_waits_keeps_what_the_user_or_a_parent_set():
+    assert prefer_passive_waits(env := {BUSY: "1"}) == "PASSIVE" and env[WAIT_POLICY] == "PASSIVE"
+    assert prefer_passive_waits(env := {BUSY: "0"}) is None and WAIT_POLICY not in env and env[DECIDED] == "1"
+    assert prefer_passive_waits(env := {BUSY: "1", DECIDED: "1"}) is None and WAIT_POLICY not in env
+    assert prefer_passive_waits(env := {BUSY: "1", WAIT_POLICY: "active"}) == "active"
+    assert prefer_passive_waits(env := {BUSY: "1", "KMP_BLOCKTIME": "0"}) is None and WAIT_POLICY not in env
+    assert prefer_passive_waits(env := {BUSY: "1", WAIT_POLICY: " "}) == "PASSIVE"  # blank is unset
+
+
+def test_runnable_tasks_are_read_from_proc_loadavg():
+    assert others_running("0.98 1.48 2.33 3/108 31453\n") == 2  # this process is one of the three
+    assert others_running("0.00 0.01 0.05 1/90 12\n") == 0
+    assert others_running("garbage") == 0
+
+
+def test_a_process_keeping_a_core_busy_is_seen():
+    hog = subprocess.Popen([sys.executable, "-c", "import time\nend = time.monotonic() + 20\n"
+                            "while time.monotonic() < end: pass"])
+    try:
+        import time
+
+        time.sleep(0.5)
+        assert machine_busy({})
+    finally:
+        hog.kill()
+        hog.wait()
