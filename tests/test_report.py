@@ -383,7 +383,8 @@ def test_the_benchmark_suites_files_are_lines_with_their_source(tmp_path, runner
     (art / "predict_cold_start.json").write_text(json.dumps({"runs": 5, "wall_s_p50": 0.254, "peak_rss_mb": 73.4}))
     (art / "serve_load.json").write_text(json.dumps({"requests": 3000, "completed": 3000, "failed": 0, "clients": 16,
                                                      "workers": 1, "req_per_s": 87.9,
-                                                     "latency_ms": {"p50": 179.2, "p99": 321.0}}))
+                                                     "latency_ms": {"p50": 179.2, "p99": 321.0},
+                                                     "machine": "x86_64"}))  # the suite names the platform so
     assert _report(runner, art).exit_code == 0
     suite = _sections((art / "report.html").read_text())["suite"]
     assert "mnist-edge fp32 4,788 images/s, seed 1,906 images/s; mnist-edge / seed: 2.51x (fp32)" in suite

@@ -161,7 +161,8 @@ def _format_date(iso: str) -> str | None:
 
 def provenance(data: dict, path: Path) -> Provenance:
     """Read the date, CPU and versions a result file records (bench.json's `machine`, or top-level `cpu`)."""
-    machine = _dict(data, "machine") or {}
+    # bench.json's `machine` is a record; the benchmark suite's files name the platform there (e.g. "x86_64")
+    machine = data.get("machine") if isinstance(data.get("machine"), dict) else {}
     info = data.get("cpu") if isinstance(data.get("cpu"), dict) else machine.get("cpu_info")
     info = info if isinstance(info, dict) else {}
     described = data.get("cpu") if isinstance(data.get("cpu"), str) else machine.get("cpu")
