@@ -230,3 +230,40 @@ def test_fashion_mnist_gets_its_own_augmentation():
         plain = x[perm[32 * i:32 * i + 32]].float() / 255
         assert torch.equal(b, plain if spec.is_identity else random_affine(plain, g, spec))
 
+
+
+# --- distillation ---------------------------------------------------------------------------------
+
+def test_the_teacher_term_is_zero_for_its_own_predictions_and_grows_with_disagreement():
+    from mnist_edge.pytorch.train import Teacher
+
+    torch.manual_seed(0)
+    net = build("edgenet", {"channels": [4, 8, 8]}).eval()
+    x = torch.randn(8, 1, 28, 28)
+    teacher = Teacher(net, weight=0.5, temperature=4.0)
+    own = net(x).detach()
+    assert teacher.loss(x, own).item() == pytest.approx(0.0, abs=1e-5)
+    assert teacher.loss(x, own + torch.randn_like(own)).item() > 0.01
+    assert teacher.loss(x, torch.zeros_like(own)).item() > 0  # a uniform student disagrees with a confident one
+
+
+def test_a_student_distils_from_a_checkpoint_and_records_its_teacher(tmp_path, tiny_run):
+    data = write_idx_dataset(tmp_path / "data", n_train=256, n_test=128)
+    teacher = str(tiny_run / "model.pth")
+    a = _run(tmp_path / "a", data, epochs=2, batch_size=32, teacher=teacher, distill_weight=0.7)
+    b = _run(tmp_path / "b", data, epochs=2, batch_size=32)
+    from mnist_edge.pytorch import checkpoint
+    wa, wb = (checkpoint.load(r.checkpoint)["state_dict"] for r in (a, b))
+    assert any(not torch.equal(wa[k], wb[k]) for k in wa)  # the teacher's term changed the training
+    assert checkpoint.load(a.checkpoint)["config"]["teacher"] == teacher
+    assert a.test_acc > 0.2
+
+
+def test_a_teacher_that_is_not_a_checkpoint_is_one_line(tmp_path):
+    from mnist_edge.core.errors import MnistEdgeError
+
+    data = write_idx_dataset(tmp_path / "data", n_train=64, n_test=32)
+    bad = tmp_path / "teacher.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(MnistEdgeError, match="teacher.pth"):
+        _run(tmp_path / "out", data, epochs=1, batch_size=32, teacher=str(bad))

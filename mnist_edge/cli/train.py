@@ -25,6 +25,12 @@ R, P = TrainRecipe, TrainPlace  # the defaults shown below are these dataclasses
                    f"at least {R.ema_min_steps:,} steps (0: the trained weights).")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=R.optimizer, show_default=True,
               help="AdamW, or SGD with momentum 0.9.")
+@click.option("--teacher", type=click.Path(dir_okay=False), default=None,
+              help="Distil from this trained checkpoint (model.pth): learn its softened predictions as well.")
+@click.option("--distill-weight", type=click.FloatRange(0, 1), default=R.distill_weight, show_default=True,
+              help="With --teacher: the weight of the teacher's term (the labels' term keeps the rest).")
+@click.option("--distill-temperature", type=click.FloatRange(min=0, min_open=True), default=R.distill_temperature,
+              show_default=True, help="With --teacher: the temperature both predictions are softened by.")
 @click.option("--arch", default=R.arch, show_default=True,
               help=f"Architecture: {', '.join(ARCH_SPECS)} (see `mnist-edge models`).")
 @click.option("--seed", type=int, default=R.seed, show_default=True, help="Seed: same seed, same weights (CPU).")

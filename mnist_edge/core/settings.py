@@ -46,6 +46,12 @@ class TrainRecipe:
     # runs above, whose weights move fast to the end; they keep the trained weights, unchanged.
     ema_min_steps: int = 2000
     optimizer: str = "adam"  # "adam" (AdamW) or "sgd" (momentum 0.9, nesterov)
+    # Knowledge distillation (Hinton et al. 2015): a trained checkpoint (model.pth) whose softened
+    # predictions on the same augmented batch the model learns as well, with this weight; the labels'
+    # cross-entropy keeps 1 - distill_weight. The teacher runs in eval mode, in float32, on every CPU.
+    teacher: str | None = None
+    distill_weight: float = 0.5
+    distill_temperature: float = 4.0
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1  # softer targets: better calibrated, slightly more accurate
     arch: str = DEFAULT_ARCH

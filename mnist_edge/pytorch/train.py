@@ -234,11 +234,44 @@ def use_bf16(precision: str, device: str) -> bool:
     return choose_precision(precision, device)[0]
 
 
-def train_step(model, opt, sched, x, y, label_smoothing: float, bf16: bool = False) -> tuple[float, int]:
+@dataclass(frozen=True)
+class Teacher:
+    """A trained model whose softened predictions a student learns (TrainRecipe.teacher)."""
+
+    model: torch.nn.Module
+    weight: float
+    temperature: float
+
+    def loss(self, x: torch.Tensor, student_logits: torch.Tensor) -> torch.Tensor:
+        """KL(teacher || student) at the temperature, times T^2 (so its gradients keep their scale)."""
+        with torch.no_grad():
+            target = F.softmax(self.model(x).float() / self.temperature, dim=1)
+        log_p = F.log_softmax(student_logits / self.temperature, dim=1)
+        return F.kl_div(log_p, target, reduction="batchmean") * self.temperature ** 2
+
+
+def load_teacher(recipe: TrainRecipe, meta: ModelMetadata, device: str) -> Teacher | None:
+    """The recipe's teacher, checked against the student's classes and input normalisation."""
+    if not recipe.teacher:
+        return None
+    model, tmeta = checkpoint.load_model(recipe.teacher)
+    if list(tmeta.class_names) != list(meta.class_names) or (tmeta.mean, tmeta.std) != (meta.mean, meta.std):
+        raise MnistEdgeError(f"{recipe.teacher}: the teacher was trained on other classes or another "
+                             f"normalisation (dataset {tmeta.dataset!r}, student {meta.dataset!r})")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model = model.to(device, memory_format=torch.channels_last).eval()
+    return Teacher(model, recipe.distill_weight, recipe.distill_temperature)
+
+
+def train_step(model, opt, sched, x, y, label_smoothing: float, bf16: bool = False,
+               teacher: Teacher | None = None) -> tuple[float, int]:
     """One optimisation step; returns (mean loss, correct predictions) of the batch."""
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         logits = model(x)
     loss = F.cross_entropy(logits.float(), y, label_smoothing=label_smoothing)
+    if teacher:
+        loss = (1 - teacher.weight) * loss + teacher.weight * teacher.loss(x, logits.float())
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
@@ -268,6 +301,8 @@ def check_recipe(recipe: TrainRecipe) -> None:
             raise MnistEdgeError(f"--{name.replace('_', '-')} must be at least 1")
     if not recipe.lr > 0:
         raise MnistEdgeError("--lr must be positive")
+    if not 0 <= recipe.distill_weight <= 1 or not recipe.distill_temperature > 0:
+        raise MnistEdgeError("--distill-weight must be in [0, 1] and --distill-temperature positive")
 
 
 def _room_needed(recipe: TrainRecipe, out: Path) -> int:
@@ -305,6 +340,7 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
     torch.manual_seed(recipe.seed)
     model = build(recipe.arch, meta.arch_args, num_classes=len(meta.class_names)).to(
         device, memory_format=torch.channels_last)  # see epoch_batches
+    teacher = load_teacher(recipe, meta, device)
     opt, sched = make_optimizer(recipe, model, plan)
     decay = ema_decay(recipe, plan)
     ema = WeightAverage(model, decay) if decay else None
@@ -339,7 +375,7 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
             batches = epoch_batches(images, labels, recipe, plan.batch_size, epoch, meta.mean, meta.std, device)
             with say.steps(batches, f"epoch {epoch + 1}/{recipe.epochs}", length=plan.steps_per_epoch) as bar:
                 for x, y in bar:
-                    loss, right = train_step(model, opt, sched, x, y, recipe.label_smoothing, bf16)
+                    loss, right = train_step(model, opt, sched, x, y, recipe.label_smoothing, bf16, teacher)
                     if ema:
                         ema.update()
                     loss_sum += loss * len(y)
