@@ -28,14 +28,16 @@ def _run(seed: int, acc: float, cpu: str = "AMD EPYC, AVX2 only", date: str = "2
 
 
 # a made-up record set: edgenet 107 KB / 11 KB, conv2pool-fc2 35 KB / 5.4 KB, lenet-dropout 418 KB / 12 KB;
-# conv2pool-fc2 also on a Cortex-M0 where it is smaller; conv3-flat has no C model; conv3pool-fc3 nothing
+# conv2pool-fc2 also on a Cortex-M0 where it is smaller, lenet-dropout not fitting one; conv3-flat has no C
+# model; conv3pool-fc3 nothing recorded
 MADE_UP = {
     "edgenet": Measured("edgenet", {"cortex-m4": _fp("cortex-m4", 109_784, 11_368, 8_494_450)},
                         (_run(0, 0.9971), _run(1, 0.9973), _run(2, 0.9968))),
     "conv2pool-fc2": Measured("conv2pool-fc2", {"cortex-m4": _fp("cortex-m4", 35_824, 5_520),
                                                 "cortex-m0": _fp("cortex-m0", 31_000, 5_400, 4_200_000)},
                               (_run(0, 0.9902),)),
-    "lenet-dropout": Measured("lenet-dropout", {"cortex-m4": _fp("cortex-m4", 427_660, 12_740)}),
+    "lenet-dropout": Measured("lenet-dropout", {"cortex-m4": _fp("cortex-m4", 427_660, 12_740),
+                                                "cortex-m0": _fp("cortex-m0", 420_000, 12_000, None, fits=False)}),
     "conv3-flat": Measured("conv3-flat", {"cortex-m4": _fp("cortex-m4", None, None, None, False, c_model=False)},
                            (_run(0, 0.9930),)),
 }
@@ -127,6 +129,7 @@ def test_the_table_says_not_measured_where_nothing_is_recorded():
     assert row["edgenet"].count(archs.NOT_MEASURED) == 1
     assert "30.3K" in row["conv2pool-fc2"] and "cortex-m0" in row["conv2pool-fc2"] and "4.20M" in row["conv2pool-fc2"]
     assert row["conv3pool-fc3"].count(archs.NOT_MEASURED) == 4  # size, M0, M4, accuracy
+    assert "does not fit" in row["lenet-dropout"] and "417.6K" in row["lenet-dropout"]  # the M4 build: fits
     assert "no C model" in row["conv3-flat"] and "99.30% (1)" in row["conv3-flat"]
     assert archs.table({}, Limits(flash=1)).splitlines()[1] == "(no measured architecture fits)"
 
