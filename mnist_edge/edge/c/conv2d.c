@@ -42,36 +42,52 @@ static int16_t *zeros(int16_t *restrict out, int32_t n)
 }
 
 /* The receptive field of Conv output (oy, ox) as int16, zero point removed; padding is the zero point,
-   so 0; positions k..kp are 0 as well. Which rows and columns are inside the input is found once per
-   patch; a row of 3 (the 3x3 kernels) all inside is copied unrolled, other rows column by column. */
+   so 0; positions k..kp are 0 as well. A field wholly inside the input (most of them) is copied with no
+   bounds at all, a 3x3 one unrolled; at the borders, which rows and columns are inside is found once per
+   patch and the rest is zeros. */
 static void gather_patch(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, int32_t oy, int32_t ox,
                          int16_t *restrict patch)
 {
     const int32_t h = g->h, w = g->w, kh = g->kh, kw = g->kw, x0 = ox * g->sw - g->pl, y0 = oy * g->sh - g->pt;
-    const int32_t ky0 = y0 >= 0 ? 0 : -y0 < kh ? -y0 : kh;         /* rows ky0 .. ky1-1 are inside */
-    const int32_t ky1 = y0 + kh <= h ? kh : h - y0 > ky0 ? h - y0 : ky0;
-    const int32_t kx0 = x0 >= 0 ? 0 : -x0 < kw ? -x0 : kw;         /* columns kx0 .. kx1-1 are inside */
-    const int32_t kx1 = x0 + kw <= w ? kw : w - x0 > kx0 ? w - x0 : kx0;
-    const int32_t rows = ky1 - ky0, cols = kx1 - kx0;
     int16_t *restrict out = patch;
     int32_t ic, ky, kx;
-    for (ic = 0; ic < g->cin; ++ic) {
-        const uint8_t *row = x + (ic * h + y0 + ky0) * w + x0 + kx0;  /* the first inside value */
-        out = zeros(out, ky0 * kw);
-        if (cols == 3 && kw == 3) {
-            for (ky = 0; ky < rows; ++ky, row += w, out += 3) {
-                out[0] = (int16_t)((int32_t)row[0] - xzp);
-                out[1] = (int16_t)((int32_t)row[1] - xzp);
-                out[2] = (int16_t)((int32_t)row[2] - xzp);
+    if (x0 >= 0 && y0 >= 0 && x0 + kw <= w && y0 + kh <= h) {
+        const int32_t plane = h * w;
+        const uint8_t *p = x + y0 * w + x0;
+        if (kh == 3 && kw == 3) {
+            for (ic = g->cin; ic > 0; --ic, p += plane, out += 9) {
+                const uint8_t *r1 = p + w, *r2 = r1 + w;
+                out[0] = (int16_t)((int32_t)p[0] - xzp);
+                out[1] = (int16_t)((int32_t)p[1] - xzp);
+                out[2] = (int16_t)((int32_t)p[2] - xzp);
+                out[3] = (int16_t)((int32_t)r1[0] - xzp);
+                out[4] = (int16_t)((int32_t)r1[1] - xzp);
+                out[5] = (int16_t)((int32_t)r1[2] - xzp);
+                out[6] = (int16_t)((int32_t)r2[0] - xzp);
+                out[7] = (int16_t)((int32_t)r2[1] - xzp);
+                out[8] = (int16_t)((int32_t)r2[2] - xzp);
             }
         } else {
+            for (ic = g->cin; ic > 0; --ic, p += plane)
+                for (ky = 0; ky < kh; ++ky)
+                    for (kx = 0; kx < kw; ++kx) *out++ = (int16_t)((int32_t)p[ky * w + kx] - xzp);
+        }
+    } else {
+        const int32_t ky0 = y0 >= 0 ? 0 : -y0 < kh ? -y0 : kh;         /* rows ky0 .. ky1-1 are inside */
+        const int32_t ky1 = y0 + kh <= h ? kh : h - y0 > ky0 ? h - y0 : ky0;
+        const int32_t kx0 = x0 >= 0 ? 0 : -x0 < kw ? -x0 : kw;         /* columns kx0 .. kx1-1 are inside */
+        const int32_t kx1 = x0 + kw <= w ? kw : w - x0 > kx0 ? w - x0 : kx0;
+        const int32_t rows = ky1 - ky0, cols = kx1 - kx0;
+        for (ic = 0; ic < g->cin; ++ic) {
+            const uint8_t *row = x + (ic * h + y0 + ky0) * w + x0 + kx0;  /* the first inside value */
+            out = zeros(out, ky0 * kw);
             for (ky = 0; ky < rows; ++ky, row += w) {
                 out = zeros(out, kx0);
                 for (kx = 0; kx < cols; ++kx) *out++ = (int16_t)((int32_t)row[kx] - xzp);
                 out = zeros(out, kw - kx1);
             }
+            out = zeros(out, (kh - ky1) * kw);
         }
-        out = zeros(out, (kh - ky1) * kw);
     }
     zeros(out, g->kp - (int32_t)(out - patch));
 #if !MNIST_EDGE_SMLAD
@@ -166,13 +182,13 @@ static void dot_pass(const int8_t *restrict w, const int16_t *restrict pa, const
 
 static int32_t max32(int32_t a, int32_t b) { return a > b ? a : b; }
 
-/* patch: word aligned, room for two receptive fields, or for a pool window's when there is a pool (an
-   odd window's last Conv output is paired with itself). Pooling is done on the int32 sums: the requantisation is non-decreasing in the sum (its
+/* patch: word aligned, room for two receptive fields; pool_max: room for cout sums (with a pool). Pooling
+   is done on the int32 sums: the requantisation is non-decreasing in the sum (its
    multiplier is positive, and float rounding and clamping keep order), so requantising the largest
    sum gives the largest requantised value, with one requantisation per pooled output. */
 static void conv2d(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, const int8_t *restrict wt,
                    const int32_t *restrict bias, const float *restrict mult, int32_t yzp,
-                   uint8_t *restrict y, int16_t *restrict patch)
+                   uint8_t *restrict y, int16_t *restrict patch, int32_t *restrict pool_max)
 {
     /* locals, not g->..., in the loops: stores to uint8_t may alias anything, g included */
     const int32_t kp = g->kp, cout = g->cout, pw = g->pw, plane = g->ph * g->pw;
@@ -201,22 +217,24 @@ static void conv2d(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, c
         }
         return;
     }
-    for (o = 0; o < plane; ++o) {  /* one pooled output: its window's Conv outputs, two per pass */
-        for (r = 0; r < win; ++r)
-            gather_patch(g, x, xzp, o / pw * g->psh + r / pkw, o % pw * g->psw + r % pkw, patch + r * kp);
-        for (oc = 0; oc < cout; oc += 2) {
-            const int pair = oc + 1 < cout;
-            int32_t m0 = INT32_MIN, m1 = INT32_MIN;
-            for (r = 0; r < win; r += 2) {
+    for (o = 0; o < plane; ++o) {  /* one pooled output: its window's Conv outputs, two at a time */
+        const int32_t y0 = o / pw * g->psh, x0 = o % pw * g->psw;
+        for (r = 0; r < win; r += 2) {
+            const int32_t r1 = r + 1 < win ? r + 1 : r;  /* an odd window's last output is paired with itself */
+            gather_patch(g, x, xzp, y0 + r / pkw, x0 + r % pkw, patch);
+            gather_patch(g, x, xzp, y0 + r1 / pkw, x0 + r1 % pkw, patch + kp);
+            for (oc = 0; oc < cout; oc += 2) {
+                const int pair = oc + 1 < cout;
                 int32_t acc[4];
                 acc[0] = acc[1] = bias[oc];
                 acc[2] = acc[3] = pair ? bias[oc + 1] : 0;
-                dot_pass(wt + oc * kp, patch + r * kp, patch + (r + 1 < win ? r + 1 : r) * kp, kp, pair, acc);
-                m0 = max32(m0, max32(acc[0], acc[1]));
-                m1 = max32(m1, max32(acc[2], acc[3]));
+                dot_pass(wt + oc * kp, patch, patch + kp, kp, pair, acc);
+                acc[0] = max32(acc[0], acc[1]);
+                acc[2] = max32(acc[2], acc[3]);
+                pool_max[oc] = r ? max32(pool_max[oc], acc[0]) : acc[0];
+                if (pair) pool_max[oc + 1] = r ? max32(pool_max[oc + 1], acc[2]) : acc[2];
             }
-            y[oc * plane + o] = to_u8((float)m0 * mult[oc], yzp);
-            if (pair) y[(oc + 1) * plane + o] = to_u8((float)m1 * mult[oc + 1], yzp);
         }
+        for (oc = 0; oc < cout; ++oc) y[oc * plane + o] = to_u8((float)pool_max[oc] * mult[oc], yzp);
     }
 }

@@ -114,7 +114,7 @@ class _Emitter:
         self.consts: list[str] = []
         self.calls: list[str] = []
         self.size = {"a": int(np.prod(prog.input_shape)), "b": 0}
-        self.patch_size = self.tmp_size = 0
+        self.patch_size = self.tmp_size = self.pool_size = 0
         self.marks = 0  # profiling marks: 0 after the input is quantized, then one after each layer
 
     def _use(self, buf: str, n: int) -> str:
@@ -158,14 +158,17 @@ class _Emitter:
         (pkh, pkw), (psh, psw) = (pool.args["k"], pool.args["s"]) if pool else ((1, 1), (1, 1))
         _, ph, pw = (pool or s).out_shape
         kp = -(-cin * kh * kw // 4) * 4
-        self.patch_size = max(self.patch_size, max(2, pkh * pkw) * kp)  # two receptive fields, or a pool window's
+        self.patch_size = max(self.patch_size, 2 * kp)  # two receptive fields
+        if pool:
+            self.pool_size = max(self.pool_size, cout)  # a pool window's largest sum per channel
         consts = self._weights(i, s, conv_weights(s.args["w"]),
                                f"; {cout} x {kp} weights in conv2d's layout")
         self.consts.append(f"static const conv_geom g{i} = {{.cin = {cin}, .h = {h}, .w = {w}, .cout = {cout}, "
                            f".kh = {kh}, .kw = {kw}, .sh = {sh}, .sw = {sw}, .pt = {pt}, .pl = {pl},\n"
                            f"    .pkh = {pkh}, .pkw = {pkw}, .psh = {psh}, .psw = {psw}, .ph = {ph}, .pw = {pw}, "
                            f".kp = {kp}}};\n")
-        self.calls.append(f"conv2d(&g{i}, {x}, {s.in_q.zero_point}, {consts}, {s.out_q.zero_point}, {y}, patch.v);"
+        self.calls.append(f"conv2d(&g{i}, {x}, {s.in_q.zero_point}, {consts}, {s.out_q.zero_point}, {y}, patch.v, "
+                          f"{'pool_max' if pool else '(int32_t *)0'});"
                           + ("  /* + MaxPool */" if pool else ""))
 
     def _gemm(self, i: int, s: Step, x: str, y: str) -> None:
@@ -190,12 +193,14 @@ class _Emitter:
         if self.patch_size:
             lines.append(f"static union {{ int32_t align; int16_t v[{self.patch_size}]; }} patch;  "
                          "/* Conv receptive fields (im2col), word aligned */")
+        if self.pool_size:
+            lines.append(f"static int32_t pool_max[{self.pool_size}];  /* a pool window's largest Conv sums */")
         if self.tmp_size:
             lines.append(f"static float mean_tmp[{self.tmp_size}];  /* one channel of a global mean */")
         return "\n".join(lines) + "\n"
 
     def ram_bytes(self) -> int:
-        return self.size["a"] + max(self.size["b"], 1) + 2 * self.patch_size + 4 * self.tmp_size
+        return self.size["a"] + max(self.size["b"], 1) + 2 * self.patch_size + 4 * (self.tmp_size + self.pool_size)
 
 
 def _kinds(prog: Program) -> list[str]:
