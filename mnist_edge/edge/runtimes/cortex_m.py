@@ -37,7 +37,7 @@ PACKAGES = {CC: "gcc-arm-none-eabi", "newlib": "libnewlib-arm-none-eabi", QEMU: 
 # (114.9 KB, over the 112 KB a 128 KB part leaves for the firmware); -Os runs 18% more (9.98 M)
 COMMON_FLAGS = ("-mthumb", "-O2", "-std=c99", "-Wall", "-Wextra", "-ffunction-sections", "-fdata-sections")
 IMAGES_PER_RUN = 1000  # one emulator run: 13-14 s of CPU for the default model on a Cortex-M4
-_HEADER_WORDS, _MAGIC = 6, 0x4D43454D
+_HEADER_WORDS, _TRAILER_WORDS, _MAGIC = 6, 3, 0x4D43454D
 _MARK_RE = re.compile(r"MNIST_EDGE_MARK\((\d+)\);\s*/\* (.*?) \*/")
 _BUILD_LOCK = threading.Lock()
 
@@ -53,6 +53,9 @@ class Board:
 
 
 BOARDS = {b.core: b for b in (
+    Board("cortex-m0", "microbit", ("-mcpu=cortex-m0", "-mfloat-abi=soft",
+                                    "-Wl,--defsym=FLASH_SIZE=256K,--defsym=RAM_SIZE=16K"),
+          "BBC micro:bit (nRF51822): Armv6-M (Thumb-1), no DSP, no FPU (the portable C path, float in software)"),
     Board("cortex-m3", "mps2-an385", ("-mcpu=cortex-m3", "-mfloat-abi=soft"),
           "MPS2 AN385: no DSP extension, no FPU (the portable C path, float in software)"),
     Board("cortex-m4", "mps2-an386", ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
@@ -183,6 +186,9 @@ class DeviceRun:
     ticks: np.ndarray  # (N,) the whole call
     marks: np.ndarray  # (N, marks) since the call began, after each layer
     instructions_per_tick: float  # 1 ns per instruction over SysTick's clock (timed on a loop of known length)
+    stack_reserved: int = 0  # bytes the linker script reserves for the stack
+    stack_used: int = 0  # the deepest the stack went in the run (painted words overwritten), bytes
+    model_stack_used: int = 0  # ... below the stack pointer at the model's call: the model's own need
 
 
 _FIRMWARE_EXITS = {2: "cannot open in.bin or out.bin", 3: "cannot write out.bin", 4: "cannot read in.bin",
@@ -208,9 +214,11 @@ def run_firmware(elf: Path, b: Board, x: np.ndarray, timeout_s: float | None = N
     head = np.frombuffer(data[:4 * _HEADER_WORDS], "<u4")
     magic, n, calib_ticks, calib_instr, classes, max_marks = (int(v) for v in head)
     record = 4 * classes + 4 + 4 * (max_marks + 1)
-    if magic != _MAGIC or n != len(x) or len(data) != 4 * _HEADER_WORDS + n * record or not calib_ticks:
+    end = 4 * _HEADER_WORDS + n * record
+    if magic != _MAGIC or n != len(x) or len(data) != end + 4 * _TRAILER_WORDS or not calib_ticks:
         raise DeviceRunError(f"{b.core}: the firmware's results are incomplete ({len(data)} bytes for {len(x)} images)")
-    body = np.frombuffer(data[4 * _HEADER_WORDS:], np.uint8).reshape(n, record)
+    body = np.frombuffer(data[4 * _HEADER_WORDS:end], np.uint8).reshape(n, record)
+    stack_reserved, stack_used, model_stack = (int(v) for v in np.frombuffer(data[end:], "<u4"))
     logits = body[:, :4 * classes].copy().view("<f4").astype(np.float32)
     n_marks = body[:, 4 * classes:4 * classes + 4].copy().view("<u4")[:, 0]
     ticks = body[:, 4 * classes + 4:].copy().view("<u4")
@@ -218,7 +226,8 @@ def run_firmware(elf: Path, b: Board, x: np.ndarray, timeout_s: float | None = N
     # SysTick's clock from the loop of known length, to the nearest kHz: each reading is off by up to a tick,
     # which is 5 ppm of the loop (125 Hz at 25 MHz), so the board's clock comes out exact
     clock_hz = round(calib_ticks * 1e9 / calib_instr, -3)
-    return DeviceRun(logits, ticks[:, max_marks].astype(np.int64), ticks[:, :used].astype(np.int64), 1e9 / clock_hz)
+    return DeviceRun(logits, ticks[:, max_marks].astype(np.int64), ticks[:, :used].astype(np.int64), 1e9 / clock_hz,
+                     stack_reserved, stack_used, model_stack)
 
 
 def layer_names(c_text: str) -> list[str]:
@@ -237,12 +246,17 @@ class CortexMRuntime:
     firmware: Path
     layers: list[str]
     last_instructions: np.ndarray | None = field(default=None, repr=False)  # per image, of the last run()
+    # the deepest stack use seen in any run so far (firmware, model), bytes; None before the first run
+    stack_used: tuple[int, int] | None = field(default=None, repr=False)
 
     def _runs(self, x: np.ndarray) -> list[DeviceRun]:
         chunks = [x[i:i + IMAGES_PER_RUN] for i in range(0, len(x), IMAGES_PER_RUN)]
         workers = max(1, min(len(chunks), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
         with ThreadPoolExecutor(workers) as pool:  # the emulators are processes: threads only wait for them
-            return list(pool.map(lambda c: run_firmware(self.firmware, self.board, c), chunks))
+            runs = list(pool.map(lambda c: run_firmware(self.firmware, self.board, c), chunks))
+        seen = [(r.stack_used, r.model_stack_used) for r in runs] + ([self.stack_used] if self.stack_used else [])
+        self.stack_used = (max(f for f, _ in seen), max(m for _, m in seen))
+        return runs
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, 1, 28, 28), already normalised -> float32 logits (N, num_classes), computed in the emulator."""
@@ -275,8 +289,11 @@ class CortexMRuntime:
                 "qemu": _version(QEMU), **self.footprint()}
 
     def footprint(self) -> dict:
-        """Flash and RAM bytes of the linked firmware."""
-        return footprint(self.firmware, self.board)
+        """Flash and RAM bytes of the linked firmware; after a run, also the stack it used (painted, measured)."""
+        out = footprint(self.firmware, self.board)
+        if self.stack_used:
+            out["stack_used_bytes"], out["model_stack_bytes"] = self.stack_used
+        return out
 
 
 def load(path: Path, fmt, threads: int | None = None) -> CortexMRuntime:
