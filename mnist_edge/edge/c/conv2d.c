@@ -31,9 +31,11 @@
 #else
 #define MNIST_EDGE_SMLAD 0
 #endif
-/* The Thumb-1 path (Armv6-M: Cortex-M0, M0+, M1): the portable layout, with the 2 x 2 loop in assembly
-   (optimised builds only: at -O0 the frame pointer takes one of the 8 low registers it needs). */
-#if !MNIST_EDGE_SMLAD && defined(__thumb__) && !defined(__thumb2__) && defined(__GNUC__) && defined(__OPTIMIZE__)
+/* The Thumb-1 path (Armv6-M: Cortex-M0, M0+, M1): the portable layout, with the 2 x 2 loop in assembly.
+   -O1, -O2, -O3 only: at -O0 the frame pointer takes one of the 8 low registers it needs, and at -Os GCC
+   gives inline assembly no high registers; those builds run the C loop. */
+#if !MNIST_EDGE_SMLAD && defined(__thumb__) && !defined(__thumb2__) && defined(__GNUC__) && \
+    defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__)
 #define MNIST_EDGE_THUMB1 1
 #else
 #define MNIST_EDGE_THUMB1 0

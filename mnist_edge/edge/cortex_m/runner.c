@@ -26,6 +26,9 @@
 #define SYST_CVR (*(volatile uint32_t *)0xE000E018u)
 #define CALIB_LOOPS 4000000u  /* 2 instructions each: 8 M, so that one tick is 5 ppm of them */
 #define STACK_PAINT 0x5AC3A55Cu  /* a word the model is unlikely to leave on the stack */
+/* A run whose stack wrote into its lowest 64 bytes fails (status 6): a frame may skip words it never
+   writes, so a stack that ran past its end can leave the very last words painted. */
+#define STACK_GUARD_WORDS 16
 
 extern uint32_t __stack_bottom[], __stack_top[];  /* cortex_m.ld */
 
@@ -109,6 +112,7 @@ int main(void)
         if (sh_write(out, &rec, sizeof rec)) return 5;
     }
     low = stack_low_water();
+    if (low < __stack_bottom + STACK_GUARD_WORDS) return 6;  /* the stack reached its guard band, or ran past it */
     trailer[0] = (uint32_t)((char *)__stack_top - (char *)__stack_bottom);
     trailer[1] = (uint32_t)((char *)__stack_top - (char *)low);
     trailer[2] = low < sp ? (uint32_t)((char *)sp - (char *)low) : 0u;

@@ -207,7 +207,8 @@ class DeviceRun:
 
 
 _FIRMWARE_EXITS = {2: "cannot open in.bin or out.bin", 3: "cannot write out.bin", 4: "cannot read in.bin",
-                   5: "cannot write out.bin", 127: "a fault (bad memory access, stack overflow)"}
+                   5: "cannot write out.bin", 6: "the stack reached the last 64 bytes the linker script reserves",
+                   127: "a fault (bad memory access, stack overflow)"}
 
 
 def run_firmware(elf: Path, b: Board, x: np.ndarray, timeout_s: float | None = None) -> DeviceRun:
@@ -223,9 +224,14 @@ def run_firmware(elf: Path, b: Board, x: np.ndarray, timeout_s: float | None = N
             raise DeviceRunError(f"{b.core}: the emulator did not finish {len(x)} images "
                                  f"in {timeout_s:.0f} s") from None
         if res.returncode != 0:
-            why = _FIRMWARE_EXITS.get(res.returncode) or (res.stderr.strip().splitlines() or ["no message"])[-1][:160]
+            last = (res.stderr.strip().splitlines() or ["no message"])[-1][:160]
+            lockup = "a fault the core could not take (lockup), as when the stack runs past its end"
+            why = _FIRMWARE_EXITS.get(res.returncode) or (lockup if "Lockup" in res.stderr else last)
             raise DeviceRunError(f"{b.core}: the firmware stopped with status {res.returncode} ({why})")
-        data = (Path(work) / "out.bin").read_bytes()
+        out = Path(work) / "out.bin"
+        if not out.is_file():
+            raise DeviceRunError(f"{b.core}: the firmware ended without writing its results")
+        data = out.read_bytes()
     head = np.frombuffer(data[:4 * _HEADER_WORDS], "<u4")
     magic, n, calib_ticks, calib_instr, classes, max_marks = (int(v) for v in head)
     record = 4 * classes + 4 + 4 * (max_marks + 1)
