@@ -194,23 +194,6 @@ def test_check_holds_the_devices_to_the_host_build(tiny_c, tmp_path, monkeypatch
     assert "skipped: qemu-system-arm not found" in table(report.results, ref.accuracy)
 
 
-@needs_toolchain
-def test_check_runs_a_slow_core_on_its_first_images(tiny_c):
-    from mnist_edge.verify.parity import compare, reference, table
-
-    m0 = FORMATS["c-int8@cortex-m0"]
-    assert m0.check_images == 1_000 and "first 1,000 test images" in m0.note
-    host = runtime_c.load(tiny_c, None)
-    pixels = np.random.default_rng(7).integers(0, 256, (30, 28, 28), dtype=np.uint8)
-    ref = reference(host, Split(pixels, np.arange(30, dtype=np.uint8) % 10, "random pixels"))
-    fmt = dataclasses.replace(m0, check_images=12)
-    r = compare(ref, fmt.load(tiny_c), fmt, sibling=host)
-    assert r.images == 12 and r.passed and r.against == {"format": "c-int8", "max_abs_diff": 0.0,
-                                                          "top1_agreement": 1.0}
-    assert "[the first 12 test images]" in table([r], ref.accuracy)
-    assert compare(ref, host, FORMATS["c-int8"]).images is None  # the other rows: every image
-
-
 def test_missing_tools_are_one_line_naming_the_package(tiny_c, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     why = cortex_m.toolchain_problem()

@@ -81,9 +81,6 @@ class Format:
     prerequisite: str | None = None  # "module:function" -> None, or one line on what this machine lacks to export it
     # (for a device row: to run it)
     device: str | None = None  # runs the `reference` format's file on this emulated core (not exported by itself)
-    # `check` runs a device row on the first this-many test images only (None: all); for a core so slow to
-    # emulate that all 10,000 would take many times longer than the other rows (its note says how many)
-    check_images: int | None = None
     tunable: bool = False  # an ONNX Runtime int8 recipe: `tune` searches it, `check --per-layer` measures its layers
     note: str = ""  # one line for tables and `--help`
 
@@ -164,15 +161,12 @@ _ROWS = (
     # The C model's own folder, cross-compiled and run on emulated cores (QEMU): bit-exact with its host build.
     *(Format(f"c-int8@{core}", "c", "c", "mnist_edge.edge.runtimes.cortex_m:load", precision="int8", folder=True,
              reference="c-int8", reference_max_abs_diff=0.0, exact_int8=True, device=core,
-             prerequisite="mnist_edge.edge.runtimes.cortex_m:toolchain_problem", check_images=images,
-             note=f"the C model on an emulated {board} (QEMU), bit-exact with its host build"
-                  + (f" (check: the first {images:,} test images)" if images else ""))
-      for core, board, images in (("cortex-m4", "Cortex-M4 (mps2-an386)", None),
-                                  ("cortex-m7", "Cortex-M7 (mps2-an500)", None),
-                                  ("cortex-m55", "Cortex-M55 (mps3-an547)", None),
-                                  # Armv6-M, float in software: ~6.5x the M4's instructions for the default
-                                  # model, and ~6x its emulation time; 1,000 images keep its check near the M4's
-                                  ("cortex-m0", "Cortex-M0 (BBC micro:bit, nRF51)", 1_000))),
+             prerequisite="mnist_edge.edge.runtimes.cortex_m:toolchain_problem",
+             note=f"the C model on an emulated {board} (QEMU), bit-exact with its host build")
+      # the Cortex-M0 runs ~4x the M4's instructions (Thumb-1, float in software) but QEMU runs them faster:
+      # 1,000 default-model images take 1.6x the M4's emulator time, so check runs it on all 10,000 as well
+      for core, board in (("cortex-m4", "Cortex-M4 (mps2-an386)"), ("cortex-m7", "Cortex-M7 (mps2-an500)"),
+                          ("cortex-m55", "Cortex-M55 (mps3-an547)"), ("cortex-m0", "Cortex-M0 (BBC micro:bit)"))),
     # The browser app: the verified ONNX file, run by onnxruntime-web; `check` runs that same file with
     # onnxruntime-web's wasm in Node where node is installed (else with Python's ONNX Runtime, and says so).
     Format("web", "web", "web", "mnist_edge.edge.runtimes.web:load", "mnist_edge.pytorch.exporters.web:export",

@@ -48,12 +48,6 @@ class Reference:
     edge_logits: np.ndarray
 
 
-def first_images(ref: Reference, n: int) -> Reference:
-    """The reference on its first `n` test images (the edge inputs all kept)."""
-    return Reference(ref.runtime, ref.inputs[:n], ref.labels[:n], ref.logits[:n], accuracy(ref.logits[:n],
-                     ref.labels[:n]), ref.edge, ref.edge_logits)
-
-
 def reference(rt: Runtime, split: Split) -> Reference:
     x = rt.metadata.normalize(split.images)
     logits = run_batched(rt, x, 256)
@@ -78,7 +72,6 @@ class FormatResult:
     exact: dict | None = None  # against the int8 file's integer reference (quant/reference.py), if held to it
     engine: str | None = None  # what ran the file, where a format names it (the web app: wasm in Node, or not)
     skipped: str | None = None  # why a device row did not run here (its toolchain is missing)
-    images: int | None = None  # how many test images it ran where its row runs fewer than all (check_images)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -178,10 +171,6 @@ def compare(ref: Reference, rt: Runtime, fmt: Format, tol: Tolerances | None = N
     file) at every batch size, unless its runtime cannot be exact on this CPU, which is then reported.
     """
     tol = tol or Tolerances()
-    images = fmt.check_images if fmt.check_images and fmt.check_images < len(ref.labels) else None
-    if images:  # a slow emulated core: its first images only, every bar held on those
-        ref = first_images(ref, images)
-        exact = ExactReference(exact.source, exact.program, exact.logits[:images]) if exact else None
     failures: list[str] = []
     outs = _run_all(rt, ref, fmt.check_batch_sizes, failures)
     max_d, mean_d, agree, acc = 0.0, float("nan"), 0.0, float("nan")
@@ -209,7 +198,7 @@ def compare(ref: Reference, rt: Runtime, fmt: Format, tol: Tolerances | None = N
         accuracy=acc, accuracy_delta=acc - ref.accuracy, passed=not failures,
         edge_max_abs_diff=float(np.abs(edge_out.astype(np.float64) - ref.edge_logits).max()),
         batch_sizes=list(fmt.check_batch_sizes), failures=failures, against=against, exact=exact_report,
-        engine=getattr(rt, "engine", None), images=images,
+        engine=getattr(rt, "engine", None),
     )
 
 
@@ -263,8 +252,6 @@ def table(results: list[FormatResult], ref_accuracy: float) -> str:
             verdict += f" (against {a['format']}: max |Δ| {a['max_abs_diff']:.1e}, {100 * a['top1_agreement']:.2f}%)"
         if r.engine:
             verdict += f" [{r.engine}]"
-        if r.images:
-            verdict += f" [the first {r.images:,} test images]"
         if r.exact:
             e = r.exact
             verdict += ("; bit-exact with the integer reference" if e["bit_exact"] else
