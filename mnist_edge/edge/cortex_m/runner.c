@@ -54,7 +54,6 @@ void mnist_edge_mark(int32_t step)
     if (rec.n_marks < MAX_MARKS) rec.ticks[rec.n_marks++] = since(start);
 }
 
-/* GCC hands Thumb-1 (Armv6-M) inline assembly to the assembler in divided syntax: say unified */
 static uint32_t *stack_pointer(void)
 {
     uint32_t *sp;
@@ -79,6 +78,7 @@ static uint32_t *stack_low_water(void)
     return p;
 }
 
+/* GCC hands Thumb-1 (Armv6-M) inline assembly to the assembler in divided syntax: say unified */
 static void spin(uint32_t n)
 {
     __asm__ volatile(".syntax unified\n1:\tsubs %0, %0, #1\n\tbne 1b" : "+r"(n) :: "cc");
