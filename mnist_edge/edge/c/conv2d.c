@@ -17,7 +17,12 @@
    the pair's rows interleaved 4 weights at a time (channel 2j's 4, then 2j+1's 4, ...); an odd last
    channel's row follows alone. Each 4 is stored in the order [w0, w2, w1, w3]: SXTB16 takes bytes 0
    and 2 of a word and SXTB16 ROR #8 bytes 1 and 3, so they give the int16 pairs (w0, w1) and (w2, w3)
-   that meet the patch's pairs (p0, p1) and (p2, p3) as they lie in memory. */
+   that meet the patch's pairs (p0, p1) and (p2, p3) as they lie in memory.
+
+   Every other core runs the portable path: the patch is put in the weights' order instead, and the
+   2 x 2 pass is plain C, except on Thumb-1 (Armv6-M: Cortex-M0, M0+), where it is a loop in assembly
+   that keeps the 4 sums in high registers: 16 MACs in 67 instructions, where GCC's code for the C loop
+   spills and takes ~115. */
 #include "mnist_edge_kernels.h"
 
 /* The SMLAD path: GCC-style inline assembly for the cores with the DSP extension. */
@@ -25,6 +30,15 @@
 #define MNIST_EDGE_SMLAD 1
 #else
 #define MNIST_EDGE_SMLAD 0
+#endif
+/* The Thumb-1 path (Armv6-M: Cortex-M0, M0+, M1): the portable layout, with the 2 x 2 loop in assembly.
+   -O1, -O2, -O3 only: at -O0 the frame pointer takes one of the 8 low registers it needs, and at -Os GCC
+   gives inline assembly no high registers; those builds run the C loop. */
+#if !MNIST_EDGE_SMLAD && defined(__thumb__) && !defined(__thumb2__) && defined(__GNUC__) && \
+    defined(__OPTIMIZE__) && !defined(__OPTIMIZE_SIZE__)
+#define MNIST_EDGE_THUMB1 1
+#else
+#define MNIST_EDGE_THUMB1 0
 #endif
 
 /* The shape of one Conv and of the MaxPool fused after it (a 1x1 pool of stride 1 when there is none). */
@@ -142,6 +156,31 @@ static void gather_patch(const conv_geom *g, const uint8_t *restrict x, int32_t 
             : : "memory")
 #endif
 
+#if MNIST_EDGE_THUMB1
+/* One patch position k (of the 4 in a group; j: its byte in each channel's 4 weights, j4 = j + 4) of 2
+   channels x 2 pixels on Thumb-1: 16 instructions for 4 MACs. Thumb-1 has 8 low registers and most
+   instructions take only those, so the 4 sums live in high registers (ADD takes any register), and
+   a patch value is loaded again rather than copied (MULS overwrites an operand: 1 instruction either
+   way). LDRSH takes only a register offset: i, the byte offset of position k in both patches. */
+#define T1_POS(j, j4)                                                                              \
+    "ldrb  %[w0], [%[pw], #" j "]\n\t"                                                              \
+    "sxtb  %[w0], %[w0]\n\t"                                                                        \
+    "ldrb  %[w1], [%[pw], #" j4 "]\n\t"                                                             \
+    "sxtb  %[w1], %[w1]\n\t"                                                                        \
+    "ldrsh %[xa], [%[pa], %[i]]\n\t"                                                                \
+    "muls  %[xa], %[w0], %[xa]\n\t"                                                                 \
+    "add   %[a00], %[xa]\n\t"                                                                       \
+    "ldrsh %[xa], [%[pa], %[i]]\n\t"                                                                \
+    "muls  %[xa], %[w1], %[xa]\n\t"                                                                 \
+    "add   %[a10], %[xa]\n\t"                                                                       \
+    "ldrsh %[xb], [%[pb], %[i]]\n\t"                                                                \
+    "muls  %[w0], %[xb], %[w0]\n\t"                                                                 \
+    "add   %[a01], %[w0]\n\t"                                                                       \
+    "muls  %[xb], %[w1], %[xb]\n\t"                                                                 \
+    "add   %[a11], %[xb]\n\t"                                                                       \
+    "adds  %[i], #2\n\t"
+#endif
+
 /* acc[2 * c + p] += dot(channel c, pixel p) for c = 0, 1 (only 0 when `pair` is 0) and the patches pa,
    pb; w: the channels' weights in the layout above. */
 static void dot_pass(const int8_t *restrict w, const int16_t *restrict pa, const int16_t *restrict pb,
@@ -161,8 +200,24 @@ static void dot_pass(const int8_t *restrict w, const int16_t *restrict pa, const
     }
 #else
     /* the patches are in the weights' order here (see gather_patch): index meets index */
-    int32_t j;
     if (pair) {
+#if MNIST_EDGE_THUMB1
+        /* a group of 4 positions: 16 MACs in 67 instructions (the C below, compiled for Thumb-1: ~115) */
+        uint32_t i = 0u, end = 2u * (uint32_t)kp;
+        int32_t w0, w1, xa, xb;
+        (void)n;
+        __asm__(".syntax unified\n"  /* GCC hands Thumb-1 inline assembly over in divided syntax */
+                "1:\n\t"
+                T1_POS("0", "4") T1_POS("1", "5") T1_POS("2", "6") T1_POS("3", "7")
+                "adds  %[pw], #8\n\t"
+                "cmp   %[i], %[end]\n\t"
+                "bne   1b"
+                : [a00] "+h"(a00), [a01] "+h"(a01), [a10] "+h"(a10), [a11] "+h"(a11), [pw] "+l"(w), [i] "+l"(i),
+                  [w0] "=&l"(w0), [w1] "=&l"(w1), [xa] "=&l"(xa), [xb] "=&l"(xb)
+                : [pa] "l"(pa), [pb] "l"(pb), [end] "h"(end)
+                : "cc", "memory");
+#else
+        int32_t j;
         for (n = 0; n < kp; n += 4, w += 8)
             for (j = 0; j < 4; ++j) {
                 a00 += w[j] * pa[n + j];
@@ -170,6 +225,7 @@ static void dot_pass(const int8_t *restrict w, const int16_t *restrict pa, const
                 a10 += w[4 + j] * pa[n + j];
                 a11 += w[4 + j] * pb[n + j];
             }
+#endif
     } else {
         for (n = 0; n < kp; ++n) {
             a00 += w[n] * pa[n];

@@ -1,4 +1,10 @@
-"""Cortex-M4 footprint of a generated C model: flash, static RAM and worst-case stack, via arm-none-eabi-gcc."""
+"""Cortex-M4 footprint of a generated C model: flash, static RAM and worst-case stack, via arm-none-eabi-gcc.
+
+The stack is static: the deepest chain of frames in GCC's call graph of the model's own functions. Calls
+into libraries have no frame there (`stack_unsized_calls` names them); with a hard-float FPU there are
+none, while a soft-float core (Cortex-M0, M3) calls libgcc's __aeabi_fmul, __aeabi_fadd, ... from the
+requantisation. The firmware on an emulated core measures the real stack (edge/runtimes/cortex_m.py).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +23,8 @@ _NODE_RE = re.compile(r'node: \{ title: "([^"]+)" label: "[^"]*\\n(\d+) bytes')
 _EDGE_RE = re.compile(r'edge: \{ sourcename: "([^"]+)" targetname: "([^"]+)"')
 
 
-def cross_size(c_path: Path) -> dict | None:
-    """Sizes in bytes of the model compiled for a Cortex-M4F, or None without arm-none-eabi-gcc/-size."""
+def cross_size(c_path: Path, flags: tuple[str, ...] = M4_FLAGS, target: str = "cortex-m4f") -> dict | None:
+    """Sizes in bytes of the model compiled for a Cortex-M4F (or `flags`), or None without arm-none-eabi-gcc/-size."""
     cc, size = shutil.which("arm-none-eabi-gcc"), shutil.which("arm-none-eabi-size")
     if not cc or not size:
         return None
@@ -26,22 +32,24 @@ def cross_size(c_path: Path) -> dict | None:
     with tempfile.TemporaryDirectory(prefix="mnist-edge-m4-") as work:
         obj = Path(work) / "model.o"
         # -fcallgraph-info=su writes model.ci: every function's frame and the calls between them
-        res = subprocess.run([cc, *M4_FLAGS, "-fcallgraph-info=su", "-c", str(c_path), "-o", str(obj)],
+        res = subprocess.run([cc, *flags, "-fcallgraph-info=su", "-c", str(c_path), "-o", str(obj)],
                              capture_output=True, text=True, check=False, cwd=work)
         if res.returncode != 0:
             first = next((ln for ln in res.stderr.splitlines() if "error" in ln), res.stderr.strip()[:160])
-            raise ModelFileError(f"{c_path}: does not compile for Cortex-M4 ({first[:200]})")
+            raise ModelFileError(f"{c_path}: does not compile for {target} ({first[:200]})")
         sections = _sections(subprocess.run([size, "-A", str(obj)], capture_output=True, text=True,
                                             check=True).stdout)
-        stack = _worst_stack((Path(work) / "model.ci").read_text())
+        ci = (Path(work) / "model.ci").read_text()
+        stack, unsized = _worst_stack(ci), _unsized_calls(ci)
     text, rodata = _total(sections, ".text"), _total(sections, ".rodata")
     data, bss = _total(sections, ".data"), _total(sections, ".bss") + _total(sections, "COMMON")
     return {
-        "target": "cortex-m4f", "flags": " ".join(M4_FLAGS), "compiler": _version(cc),
+        "target": target, "flags": " ".join(flags), "compiler": _version(cc),
         "text": text, "rodata": rodata, "data": data, "bss": bss,
         "flash_bytes": text + rodata + data,  # .data's initial values live in flash too
         "ram_bytes": data + bss,
         "stack_bytes": stack,  # deepest call chain from an entry point (the C code has no recursion)
+        "stack_unsized_calls": unsized,  # library functions it calls, whose frames the figure leaves out
     }
 
 
@@ -72,6 +80,12 @@ def _worst_stack(ci: str) -> int:
         return frames.get(fn, 0) + max((depth(c, seen | {fn}) for c in calls.get(fn, [])), default=0)
 
     return max(depth(e, frozenset()) for e in ENTRY_POINTS if e in frames)
+
+
+def _unsized_calls(ci: str) -> list[str]:
+    """The functions called in GCC's .ci graph that have no frame size there (library code, e.g. libgcc's)."""
+    sized = {name for name, _ in _NODE_RE.findall(ci)}
+    return sorted({dst for _, dst in _EDGE_RE.findall(ci)} - sized)
 
 
 def _version(cc: str) -> str:

@@ -5,7 +5,8 @@ firmware files in mnist_edge/edge/cortex_m/ (startup, linker script, semihosting
 with semihosting (the firmware reads the images from a host file and writes logits back) and with
 `-icount shift=0`, under which one instruction takes one nanosecond of virtual time, so the core's
 SysTick counts instructions: per inference and, through the model's MNIST_EDGE_MARK hook, per layer.
-The same count on every run and every host. Flash and RAM come from the linked firmware's sections.
+The same count on every run and every host. Flash and RAM come from the linked firmware's sections; the
+stack a run used from the runner's painted stack (see runner.c), also the same on every run.
 
 A missing tool is one line naming its Debian package; `make toolchains` installs them.
 """
@@ -37,22 +38,35 @@ PACKAGES = {CC: "gcc-arm-none-eabi", "newlib": "libnewlib-arm-none-eabi", QEMU: 
 # (114.9 KB, over the 112 KB a 128 KB part leaves for the firmware); -Os runs 18% more (9.98 M)
 COMMON_FLAGS = ("-mthumb", "-O2", "-std=c99", "-Wall", "-Wextra", "-ffunction-sections", "-fdata-sections")
 IMAGES_PER_RUN = 1000  # one emulator run: 13-14 s of CPU for the default model on a Cortex-M4
-_HEADER_WORDS, _MAGIC = 6, 0x4D43454D
+_HEADER_WORDS, _TRAILER_WORDS, _MAGIC = 6, 3, 0x4D43454D
 _MARK_RE = re.compile(r"MNIST_EDGE_MARK\((\d+)\);\s*/\* (.*?) \*/")
 _BUILD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
 class Board:
-    """A QEMU board and the compiler flags of its core."""
+    """A QEMU board, the compiler flags of its core and the stack its firmware reserves."""
 
     core: str  # what a format row names, e.g. "cortex-m4"
     machine: str  # qemu-system-arm -M ...
     flags: tuple[str, ...]
     note: str
+    # bytes of RAM reserved for the stack (cortex_m.ld's STACK_SIZE): the deepest the runner's stack went
+    # (painted, measured) on the models of tests/test_cortex_m.py and the default model, plus 25%, rounded
+    # up to 64 bytes. The deepest chain (model -> conv2d -> gather_patch) is the kernels', whatever the sizes.
+    stack_bytes: int = 640
+
+    @property
+    def link_flags(self) -> tuple[str, ...]:
+        return (*self.flags, f"-Wl,--defsym=STACK_SIZE={self.stack_bytes}")
 
 
 BOARDS = {b.core: b for b in (
+    # measured stack: 548 B (the default model; 428 B of it the model's), 685 B with 25%
+    Board("cortex-m0", "microbit", ("-mcpu=cortex-m0", "-mfloat-abi=soft",
+                                    "-Wl,--defsym=FLASH_SIZE=256K,--defsym=RAM_SIZE=16K"),
+          "BBC micro:bit (nRF51822): Armv6-M (Thumb-1), no DSP, no FPU (float in software)", 704),
+    # measured stack: 504 B on the Cortex-M3, 496 B on the M4, 488 B on the M7, 476 B on the M55: 630 B with 25%
     Board("cortex-m3", "mps2-an385", ("-mcpu=cortex-m3", "-mfloat-abi=soft"),
           "MPS2 AN385: no DSP extension, no FPU (the portable C path, float in software)"),
     Board("cortex-m4", "mps2-an386", ("-mcpu=cortex-m4", "-mfpu=fpv4-sp-d16", "-mfloat-abi=hard"),
@@ -127,11 +141,12 @@ def sections(elf: Path) -> dict[str, int]:
 
 def footprint(elf: Path, b: Board) -> dict:
     """Flash and RAM of the linked firmware: flash holds code, constants and .data's initial values; RAM
-    is .data, .bss and the reserved stack. The runner's own image and result buffers (.io) are apart."""
+    is .data, .bss and the reserved stack (the board's stack_bytes; a run measures what it used). The
+    runner's own image and result buffers (.io) are apart."""
     s = sections(elf)
     flash = s.get(".text", 0) + s.get(".ARM.exidx", 0) + s.get(".data", 0)
     ram = s.get(".data", 0) + s.get(".bss", 0) + s.get(".stack", 0)
-    return {"target": b.core, "board": b.machine, "flags": " ".join((*b.flags, *COMMON_FLAGS)),
+    return {"target": b.core, "board": b.machine, "flags": " ".join((*b.link_flags, *COMMON_FLAGS)),
             "compiler": _version(CC), "flash_bytes": flash, "ram_bytes": ram, "stack_bytes": s.get(".stack", 0),
             "runner_io_bytes": s.get(".io", 0), "sections": s}
 
@@ -141,7 +156,7 @@ def build_firmware(c_dir: Path, b: Board, main: str = "runner.c", extra: tuple[s
     c_path, _, c_text, h_text = read_source(Path(c_dir))
     parts = [FIRMWARE_DIR / "startup.c", FIRMWARE_DIR / main]
     firmware_text = [p.read_text("utf-8") for p in (*parts, FIRMWARE_DIR / "cortex_m.ld", FIRMWARE_DIR / "semihost.h")]
-    flags = [*b.flags, *COMMON_FLAGS, "-DMNIST_EDGE_MARK_HOOK=mnist_edge_mark", *extra]
+    flags = [*b.link_flags, *COMMON_FLAGS, "-DMNIST_EDGE_MARK_HOOK=mnist_edge_mark", *extra]
     key = hashlib.sha256("\0".join([c_text, h_text, *firmware_text, _version(CC), *flags]).encode()).hexdigest()
     out_dir = cache_dir() / "cortex-m"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -159,6 +174,9 @@ def build_firmware(c_dir: Path, b: Board, main: str = "runner.c", extra: tuple[s
                "-Wl,--start-group", "-lc", "-lgcc", "-Wl,--end-group", "-o", str(tmp)]
         res = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
         if res.returncode != 0:
+            over = [ln.split(": ")[-1] for ln in res.stderr.splitlines() if "overflowed by" in ln]
+            if over:  # the linker's own words: "region `FLASH' overflowed by 174000 bytes"
+                raise ModelFileError(f"{c_path}: does not fit the memory of {b.core} ({b.machine}): {'; '.join(over)}")
             err = next((ln for ln in res.stderr.splitlines() if "error" in ln), res.stderr.strip()[:160])
             raise ModelFileError(f"{c_path}: does not build for {b.core} ({err.replace(work + os.sep, '')[:200]})")
         fd, part = tempfile.mkstemp(prefix=f".{key[:16]}.", suffix=".elf.tmp", dir=out_dir)
@@ -183,10 +201,14 @@ class DeviceRun:
     ticks: np.ndarray  # (N,) the whole call
     marks: np.ndarray  # (N, marks) since the call began, after each layer
     instructions_per_tick: float  # 1 ns per instruction over SysTick's clock (timed on a loop of known length)
+    stack_reserved: int = 0  # bytes the linker script reserves for the stack
+    stack_used: int = 0  # the deepest the stack went in the run (painted words overwritten), bytes
+    model_stack_used: int = 0  # ... below the stack pointer at the model's call: the model's own need
 
 
 _FIRMWARE_EXITS = {2: "cannot open in.bin or out.bin", 3: "cannot write out.bin", 4: "cannot read in.bin",
-                   5: "cannot write out.bin", 127: "a fault (bad memory access, stack overflow)"}
+                   5: "cannot write out.bin", 6: "the stack reached the last 64 bytes the linker script reserves",
+                   127: "a fault (bad memory access, stack overflow)"}
 
 
 def run_firmware(elf: Path, b: Board, x: np.ndarray, timeout_s: float | None = None) -> DeviceRun:
@@ -202,15 +224,22 @@ def run_firmware(elf: Path, b: Board, x: np.ndarray, timeout_s: float | None = N
             raise DeviceRunError(f"{b.core}: the emulator did not finish {len(x)} images "
                                  f"in {timeout_s:.0f} s") from None
         if res.returncode != 0:
-            why = _FIRMWARE_EXITS.get(res.returncode) or (res.stderr.strip().splitlines() or ["no message"])[-1][:160]
+            last = (res.stderr.strip().splitlines() or ["no message"])[-1][:160]
+            lockup = "a fault the core could not take (lockup), as when the stack runs past its end"
+            why = _FIRMWARE_EXITS.get(res.returncode) or (lockup if "Lockup" in res.stderr else last)
             raise DeviceRunError(f"{b.core}: the firmware stopped with status {res.returncode} ({why})")
-        data = (Path(work) / "out.bin").read_bytes()
+        out = Path(work) / "out.bin"
+        if not out.is_file():
+            raise DeviceRunError(f"{b.core}: the firmware ended without writing its results")
+        data = out.read_bytes()
     head = np.frombuffer(data[:4 * _HEADER_WORDS], "<u4")
     magic, n, calib_ticks, calib_instr, classes, max_marks = (int(v) for v in head)
     record = 4 * classes + 4 + 4 * (max_marks + 1)
-    if magic != _MAGIC or n != len(x) or len(data) != 4 * _HEADER_WORDS + n * record or not calib_ticks:
+    end = 4 * _HEADER_WORDS + n * record
+    if magic != _MAGIC or n != len(x) or len(data) != end + 4 * _TRAILER_WORDS or not calib_ticks:
         raise DeviceRunError(f"{b.core}: the firmware's results are incomplete ({len(data)} bytes for {len(x)} images)")
-    body = np.frombuffer(data[4 * _HEADER_WORDS:], np.uint8).reshape(n, record)
+    body = np.frombuffer(data[4 * _HEADER_WORDS:end], np.uint8).reshape(n, record)
+    stack_reserved, stack_used, model_stack = (int(v) for v in np.frombuffer(data[end:], "<u4"))
     logits = body[:, :4 * classes].copy().view("<f4").astype(np.float32)
     n_marks = body[:, 4 * classes:4 * classes + 4].copy().view("<u4")[:, 0]
     ticks = body[:, 4 * classes + 4:].copy().view("<u4")
@@ -218,7 +247,8 @@ def run_firmware(elf: Path, b: Board, x: np.ndarray, timeout_s: float | None = N
     # SysTick's clock from the loop of known length, to the nearest kHz: each reading is off by up to a tick,
     # which is 5 ppm of the loop (125 Hz at 25 MHz), so the board's clock comes out exact
     clock_hz = round(calib_ticks * 1e9 / calib_instr, -3)
-    return DeviceRun(logits, ticks[:, max_marks].astype(np.int64), ticks[:, :used].astype(np.int64), 1e9 / clock_hz)
+    return DeviceRun(logits, ticks[:, max_marks].astype(np.int64), ticks[:, :used].astype(np.int64), 1e9 / clock_hz,
+                     stack_reserved, stack_used, model_stack)
 
 
 def layer_names(c_text: str) -> list[str]:
@@ -237,12 +267,17 @@ class CortexMRuntime:
     firmware: Path
     layers: list[str]
     last_instructions: np.ndarray | None = field(default=None, repr=False)  # per image, of the last run()
+    # the deepest stack use seen in any run so far (firmware, model), bytes; None before the first run
+    stack_used: tuple[int, int] | None = field(default=None, repr=False)
 
     def _runs(self, x: np.ndarray) -> list[DeviceRun]:
         chunks = [x[i:i + IMAGES_PER_RUN] for i in range(0, len(x), IMAGES_PER_RUN)]
         workers = max(1, min(len(chunks), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
         with ThreadPoolExecutor(workers) as pool:  # the emulators are processes: threads only wait for them
-            return list(pool.map(lambda c: run_firmware(self.firmware, self.board, c), chunks))
+            runs = list(pool.map(lambda c: run_firmware(self.firmware, self.board, c), chunks))
+        seen = [(r.stack_used, r.model_stack_used) for r in runs] + ([self.stack_used] if self.stack_used else [])
+        self.stack_used = (max(f for f, _ in seen), max(m for _, m in seen))
+        return runs
 
     def run(self, x: np.ndarray) -> np.ndarray:
         """float32 (N, 1, 28, 28), already normalised -> float32 logits (N, num_classes), computed in the emulator."""
@@ -275,8 +310,11 @@ class CortexMRuntime:
                 "qemu": _version(QEMU), **self.footprint()}
 
     def footprint(self) -> dict:
-        """Flash and RAM bytes of the linked firmware."""
-        return footprint(self.firmware, self.board)
+        """Flash and RAM bytes of the linked firmware; after a run, also the stack it used (painted, measured)."""
+        out = footprint(self.firmware, self.board)
+        if self.stack_used:
+            out["stack_used_bytes"], out["model_stack_bytes"] = self.stack_used
+        return out
 
 
 def load(path: Path, fmt, threads: int | None = None) -> CortexMRuntime:

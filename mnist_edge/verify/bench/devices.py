@@ -2,8 +2,9 @@
 
 Host timings of an emulator say nothing about a device, so these rows are not timed: they give the
 instructions per inference (the same on every run and host, see edge/runtimes/cortex_m.py), per layer,
-and the flash and RAM of the linked firmware. A time in ms at a clock the user names is an estimate
-from the instructions (one per cycle), labelled so.
+the flash and RAM of the linked firmware (RAM: .data, .bss and the stack it reserves), and the stack the
+run used (the firmware paints it and finds the high-water mark). A time in ms at a clock the user names is
+an estimate from the instructions (one per cycle), labelled so.
 """
 
 from __future__ import annotations
@@ -36,9 +37,16 @@ def measure_devices(todo: list[tuple[Format, Path]], images: np.ndarray, clock_m
             p["clock_mhz"] = clock_mhz
             p["ms_estimate"] = p["instructions_mean"] / (clock_mhz * 1e3)  # at one instruction per cycle
         say(f"  {fmt.name:<17} {p['instructions_mean'] / 1e6:.2f} M instructions per inference (emulated), "
-            f"flash {p['flash_bytes'] / 1024:.1f} KB, RAM {p['ram_bytes'] / 1024:.1f} KB")
+            f"flash {p['flash_bytes'] / 1024:.1f} KB, RAM {p['ram_bytes'] / 1024:.1f} KB "
+            f"(stack: {_stack(p)})")
         rows.append({"format": fmt.name, "device": fmt.device, **p})
     return rows
+
+
+def _stack(p: dict) -> str:
+    """'612 B used of 768 B reserved': the deepest the run's stack went (painted, measured), and the reserve."""
+    used = p.get("stack_used_bytes")
+    return (f"{used:,} B used of " if used is not None else "") + f"{p.get('stack_bytes', 0):,} B reserved"
 
 
 def markdown(rows: list[dict], clock_mhz: float | None) -> list[str]:
@@ -50,16 +58,16 @@ def markdown(rows: list[dict], clock_mhz: float | None) -> list[str]:
     lines = ["", "Emulated Cortex-M (QEMU, `-icount shift=0`): instructions counted on the emulated core, "
              "not host time" + (f"; ms at {clock_mhz:g} MHz is an estimate from instructions at one per cycle"
                                 if clock_mhz else ""), "",
-             "| Format | board | instructions / inference (min-max) | images | flash KB | RAM KB" + est,
-             "|---|---|---:|---:|---:|---:|" + ("---:|" if clock_mhz else "")]
+             "| Format | board | instructions / inference (min-max) | images | flash KB | RAM KB | stack" + est,
+             "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if clock_mhz else "")]
     for r in rows:
         if r.get("skipped"):
-            lines.append(f"| {r['format']} | skipped: {r['skipped']} | | | | |" + (" |" if clock_mhz else ""))
+            lines.append(f"| {r['format']} | skipped: {r['skipped']} | | | | | |" + (" |" if clock_mhz else ""))
             continue
         ms = f" {r['ms_estimate']:.2f} |" if clock_mhz else ""
         lines.append(f"| {r['format']} | {r['board']} | {r['instructions_mean'] / 1e6:.3f} M "
                      f"({r['instructions_min'] / 1e6:.3f}-{r['instructions_max'] / 1e6:.3f}) | {r['images']} | "
-                     f"{r['flash_bytes'] / 1024:.1f} | {r['ram_bytes'] / 1024:.1f} |{ms}")
+                     f"{r['flash_bytes'] / 1024:.1f} | {r['ram_bytes'] / 1024:.1f} | {_stack(r)} |{ms}")
     if done:
         names = [layer["name"] for layer in done[0]["layers"]]
         lines += ["", "| layer (instructions) | " + " | ".join(r["format"] for r in done) + " |",

@@ -300,7 +300,9 @@ def _footprints(b: Bench | None, c: Check | None, folder: Path) -> Section:
             core, board = d.get("core") or d.get("device"), d.get("board")
             where = f"{core} ({board})" if core and board else str(core or board or "–")
             rows.append([str(d.get("format", "?")), where,
-                         _kb(d.get("flash_bytes")), _kb(d.get("ram_bytes")), _kb(d.get("stack_bytes")), count,
+                         _kb(d.get("flash_bytes")), _kb(d.get("ram_bytes")),
+                         (f"{_kb(d['stack_used_bytes'])} used of " if d.get("stack_used_bytes") else "")
+                         + _kb(d.get("stack_bytes")), count,
                          str(d.get("compiler", "–"))])
     skipped = [r for r in (c.rows if c else []) if r.skipped and r.format not in {row[0] for row in rows}]
     rows += [[r.format, "–", "–", "–", "–", "–", f"check skipped it: {r.skipped}"] for r in skipped]
