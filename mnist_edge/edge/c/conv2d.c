@@ -248,14 +248,18 @@ static void conv2d(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, c
 {
     /* locals, not g->..., in the loops: stores to uint8_t may alias anything, g included */
     const int32_t kp = g->kp, cout = g->cout, pw = g->pw, plane = g->ph * g->pw;
-    const int32_t pkw = g->pkw, win = g->pkh * pkw;
-    int32_t o, oc, r;
-    if (win == 1) {  /* no pool: two output pixels per pass, an odd last one paired with itself */
+    const int32_t pkw = g->pkw;
+    int32_t o, oc, wy, wx, py = 0, px = 0;  /* py, px: the pooled output's row and column */
+    if (g->pkh * pkw == 1) {  /* no pool: two output pixels per pass, an odd last one paired with itself */
         int16_t *restrict pb = patch + kp;
+        int32_t oy = 0, ox = 0;  /* output o's row and column, kept without division (none on a Cortex-M0) */
         for (o = 0; o < plane; o += 2) {
             const int32_t o1 = o + 1 < plane ? o + 1 : o;
-            gather_patch(g, x, xzp, o / pw, o % pw, patch);
-            gather_patch(g, x, xzp, o1 / pw, o1 % pw, pb);
+            int32_t oy1 = oy, ox1 = ox + 1;
+            if (o1 == o) ox1 = ox;
+            else if (ox1 == pw) { ox1 = 0; ++oy1; }
+            gather_patch(g, x, xzp, oy, ox, patch);
+            gather_patch(g, x, xzp, oy1, ox1, pb);
             for (oc = 0; oc < cout; oc += 2) {
                 const int pair = oc + 1 < cout;
                 int32_t acc[4];
@@ -270,15 +274,21 @@ static void conv2d(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, c
                     out[plane + o1] = to_u8((float)acc[3] * mult[oc + 1], yzp);
                 }
             }
+            oy = oy1;
+            ox = ox1 + 1;
+            if (ox == pw) { ox = 0; ++oy; }
         }
         return;
     }
-    for (o = 0; o < plane; ++o) {  /* one pooled output: its window's Conv outputs, two at a time */
-        const int32_t y0 = o / pw * g->psh, x0 = o % pw * g->psw;
-        for (r = 0; r < win; r += 2) {
-            const int32_t r1 = r + 1 < win ? r + 1 : r;  /* an odd window's last output is paired with itself */
-            gather_patch(g, x, xzp, y0 + r / pkw, x0 + r % pkw, patch);
-            gather_patch(g, x, xzp, y0 + r1 / pkw, x0 + r1 % pkw, patch + kp);
+    for (o = 0; o < plane; ++o) {  /* one pooled output: its window's Conv outputs, two of a row at a time */
+        const int32_t y0 = py * g->psh, x0 = px * g->psw;
+        int first = 1;
+        if (++px == pw) { px = 0; ++py; }
+        for (wy = 0; wy < g->pkh; ++wy)
+        for (wx = 0; wx < pkw; wx += 2, first = 0) {
+            const int32_t wx1 = wx + 1 < pkw ? wx + 1 : wx;  /* an odd row's last output is paired with itself */
+            gather_patch(g, x, xzp, y0 + wy, x0 + wx, patch);
+            gather_patch(g, x, xzp, y0 + wy, x0 + wx1, patch + kp);
             for (oc = 0; oc < cout; oc += 2) {
                 const int pair = oc + 1 < cout;
                 int32_t acc[4];
@@ -287,8 +297,8 @@ static void conv2d(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, c
                 dot_pass(wt + oc * kp, patch, patch + kp, kp, pair, acc);
                 acc[0] = max32(acc[0], acc[1]);
                 acc[2] = max32(acc[2], acc[3]);
-                pool_max[oc] = r ? max32(pool_max[oc], acc[0]) : acc[0];
-                if (pair) pool_max[oc + 1] = r ? max32(pool_max[oc + 1], acc[2]) : acc[2];
+                pool_max[oc] = first ? acc[0] : max32(pool_max[oc], acc[0]);
+                if (pair) pool_max[oc + 1] = first ? acc[2] : max32(pool_max[oc + 1], acc[2]);
             }
         }
         for (oc = 0; oc < cout; ++oc) y[oc * plane + o] = to_u8((float)pool_max[oc] * mult[oc], yzp);

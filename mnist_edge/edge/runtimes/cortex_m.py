@@ -151,12 +151,26 @@ def footprint(elf: Path, b: Board) -> dict:
             "runner_io_bytes": s.get(".io", 0), "sections": s}
 
 
+def model_footprint(c_dir: Path, b: Board, model_stack: int | None = None) -> dict:
+    """What the model itself takes on board `b`, without the runner's I/O and timing: the flash and static RAM
+    of the smallest firmware around it (bare.c: startup, vector table, one call), and with the model's
+    measured stack (`model_stack`, from a run), its RAM."""
+    s = sections(build_firmware(Path(c_dir), b, main="bare.c"))
+    static = s.get(".data", 0) + s.get(".bss", 0)
+    out = {"model_flash_bytes": s.get(".text", 0) + s.get(".ARM.exidx", 0) + s.get(".data", 0),
+           "model_static_ram_bytes": static}
+    if model_stack:
+        out["model_ram_bytes"] = static + model_stack
+    return out
+
+
 def build_firmware(c_dir: Path, b: Board, main: str = "runner.c", extra: tuple[str, ...] = ()) -> Path:
     """The firmware of a generated C model for board `b` (cached by the SHA-256 of everything it is made of)."""
     c_path, _, c_text, h_text = read_source(Path(c_dir))
     parts = [FIRMWARE_DIR / "startup.c", FIRMWARE_DIR / main]
     firmware_text = [p.read_text("utf-8") for p in (*parts, FIRMWARE_DIR / "cortex_m.ld", FIRMWARE_DIR / "semihost.h")]
-    flags = [*b.link_flags, *COMMON_FLAGS, "-DMNIST_EDGE_MARK_HOOK=mnist_edge_mark", *extra]
+    hook = ("-DMNIST_EDGE_MARK_HOOK=mnist_edge_mark",) if main == "runner.c" else ()  # bare.c has no marks
+    flags = [*b.link_flags, *COMMON_FLAGS, *hook, *extra]
     key = hashlib.sha256("\0".join([c_text, h_text, *firmware_text, _version(CC), *flags]).encode()).hexdigest()
     out_dir = cache_dir() / "cortex-m"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -314,7 +328,7 @@ class CortexMRuntime:
         out = footprint(self.firmware, self.board)
         if self.stack_used:
             out["stack_used_bytes"], out["model_stack_bytes"] = self.stack_used
-        return out
+        return {**out, **model_footprint(self.path, self.board, out.get("model_stack_bytes"))}
 
 
 def load(path: Path, fmt, threads: int | None = None) -> CortexMRuntime:

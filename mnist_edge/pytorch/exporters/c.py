@@ -259,13 +259,12 @@ void MNIST_EDGE_MARK_HOOK(int32_t step);
 static int run_network(float *logits)
 {{
     int32_t j, best = 0;
-    float best_v = 0.0f;
     MNIST_EDGE_MARK(0);  /* input quantized */
     {body}
     for (j = 0; j < {k}; ++j) {{
-        const float v = (float)((int32_t){out}[j] - {out_zp}) * {out_scale};  /* DequantizeLinear */
-        if (logits) logits[j] = v;
-        if (j == 0 || v > best_v) {{ best_v = v; best = j; }}
+        /* the top-1 on the uint8 outputs: dequantizing is strictly increasing in them (a positive scale) */
+        if ({out}[j] > {out}[best]) best = j;
+        if (logits) logits[j] = (float)((int32_t){out}[j] - {out_zp}) * {out_scale};  /* DequantizeLinear */
     }}
     return (int)best;
 }}
