@@ -89,6 +89,33 @@ def test_other_architectures_on_the_cortex_m4(tmp_path, arch):
     assert np.array_equal(got, runtime_c.load(c, None).run(x))
 
 
+# mcu-16k's budget (issue 27): as generated C, 16 KB of flash and 4 KB of RAM for the model (weights, scales,
+# code, the C library routines it calls, static buffers and its stack) on a Cortex-M0, and at most 1 M
+# instructions per inference on the Cortex-M4. Counts and bytes depend on the layer shapes, not on the weights.
+MCU_BUDGET = {"flash_bytes": 16 * 1024, "ram_bytes": 4 * 1024, "m4_instructions": 1_000_000}
+
+
+@pytest.fixture(scope="module")
+def mcu_c(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("mcu")
+    return _c_folder(make_int8("mcu-16k", root, seed=11, calib=16), root / "c")
+
+
+@needs_toolchain
+@pytest.mark.parametrize("core", ["cortex-m0", "cortex-m4"])
+def test_mcu_16k_fits_16_kb_of_flash_and_4_kb_of_ram_bit_exact(mcu_c, core):
+    x = _inputs(6, seed=6)
+    rt = cortex_m.load(mcu_c, SimpleNamespace(name=f"mcu@{core}", device=core))
+    assert np.array_equal(rt.run(x), runtime_c.load(mcu_c, None).run(x))
+    fp = rt.footprint()
+    assert fp["model_flash_bytes"] <= MCU_BUDGET["flash_bytes"], fp
+    assert 0 < fp["model_stack_bytes"] and fp["model_ram_bytes"] <= MCU_BUDGET["ram_bytes"], fp
+    # the model's part is inside the whole firmware's, which also holds the runner's I/O and timing
+    assert fp["model_flash_bytes"] < fp["flash_bytes"] and fp["model_static_ram_bytes"] <= fp["ram_bytes"]
+    if core == "cortex-m4":
+        assert rt.last_instructions.max() <= MCU_BUDGET["m4_instructions"]
+
+
 @needs_toolchain
 @pytest.mark.parametrize(("core", "per_tick"), [("cortex-m4", 40.0), ("cortex-m0", 62.5)])
 def test_instruction_counts_are_deterministic(tiny_c, core, per_tick):

@@ -94,6 +94,24 @@ def test_train_says_and_records_the_precision_it_chose_and_the_cpu(tmp_path, run
     assert checkpoint.load(out / "model.pth")["run"]["precision"] == used
 
 
+def test_an_architecture_trains_with_its_own_defaults_and_the_command_line_wins(tmp_path, runner):
+    from mnist_edge.core.settings import TrainSettings
+
+    assert ARCH_SPECS["mcu-16k"].recipe == {"label_smoothing": 0.0, "precision": "fp32"}
+    assert TrainSettings.of(arch="mcu-16k", precision="auto").recipe.precision == "auto"
+    data = write_idx_dataset(tmp_path / "data", n_train=128, n_test=32)
+    for extra, smoothing in (([], 0.0), (["--label-smoothing", "0.1"], 0.1)):
+        out = tmp_path / f"art{smoothing}"
+        res = runner.invoke(cli, ["train", "--arch", "mcu-16k", "--data-dir", str(data), "--epochs", "1", "--out",
+                                  str(out), "--threads", "1", "--batch-size", "64", "--no-plots", *extra])
+        assert res.exit_code == 0, res.output
+        m = json.loads((out / "metrics.json").read_text())
+        assert m["config"]["label_smoothing"] == smoothing and m["config"]["precision"] == "fp32"
+        assert m["precision"] == "fp32" and f"label smoothing {smoothing:g}" in res.output
+    # the default architecture keeps TrainRecipe's defaults
+    assert TrainSettings.of().recipe.label_smoothing == 0.1
+
+
 def test_an_explicit_precision_is_what_the_line_names(monkeypatch):
     from mnist_edge.core.errors import MnistEdgeError
     from mnist_edge.pytorch.train import choose_precision

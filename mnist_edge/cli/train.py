@@ -25,6 +25,8 @@ R, P = TrainRecipe, TrainPlace  # the defaults shown below are these dataclasses
                    f"at least {R.ema_min_steps:,} steps (0: the trained weights).")
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default=R.optimizer, show_default=True,
               help="AdamW, or SGD with momentum 0.9.")
+@click.option("--label-smoothing", type=click.FloatRange(0, 1, max_open=True), default=R.label_smoothing,
+              show_default=True, help="Cross-entropy against targets that give the other classes this much.")
 @click.option("--teacher", type=click.Path(dir_okay=False), default=None,
               help="Distil from this trained checkpoint (model.pth): learn its softened predictions as well.")
 @click.option("--distill-weight", type=click.FloatRange(0, 1), default=R.distill_weight, show_default=True,
@@ -52,12 +54,18 @@ R, P = TrainRecipe, TrainPlace  # the defaults shown below are these dataclasses
 @options.data_dir
 @options.dataset
 def command(**opts) -> None:
-    """Train a model; writes model.pth, metrics.json and the figures into --out."""
+    """Train a model; writes model.pth, metrics.json and the figures into --out.
+
+    An architecture may train with other defaults than those shown (mcu-16k: --label-smoothing 0); an
+    option given here always wins. `train` prints the settings it ran with."""
     from mnist_edge.cli.ui import Terminal
     from mnist_edge.core.settings import TrainSettings
     from mnist_edge.pytorch.train import train
 
-    settings = TrainSettings.of(**opts)
+    ctx = click.get_current_context()
+    given = {k: v for k, v in opts.items()  # left out: a default, which the architecture may set otherwise
+             if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    settings = TrainSettings.of(**given)
     res = train(settings, reporter=Terminal())
     click.echo(f"test accuracy {100 * res.test_acc:.2f}% (loss {res.test_loss:.4f}) after "
                f"{len(res.history)} epochs; {res.seconds:.0f} s of training")

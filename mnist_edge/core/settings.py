@@ -85,7 +85,14 @@ class TrainSettings:
 
     @classmethod
     def of(cls, **options) -> TrainSettings:
-        """Flat keyword options (the CLI's, a test's) sorted into recipe and place; unknown names are an error."""
+        """Flat keyword options (the CLI's, a test's) sorted into recipe and place; unknown names are an error.
+
+        A recipe setting not given takes the architecture's default (core.archs: ArchSpec.recipe), else
+        TrainRecipe's."""
+        from mnist_edge.core.archs import ARCH_SPECS  # archs reads DEFAULT_ARCH from here
+
+        spec = ARCH_SPECS.get(options.get("arch", DEFAULT_ARCH))
+        options = {**(spec.recipe if spec else {}), **options}
         names = {f.name for f in fields(TrainRecipe)}
         where = {f.name for f in fields(TrainPlace)}
         unknown = set(options) - names - where

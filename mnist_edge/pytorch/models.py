@@ -53,6 +53,39 @@ class EdgeNet(nn.Module):
         return self.head(x)
 
 
+class McuNet(nn.Module):
+    """For the smallest microcontrollers (16 KB of flash, 4 KB of RAM as int8 C): a 5x5 conv of stride 2
+    (28x28 -> 14x14), then 3x3 convs each followed by 2x2 max-pooling (BatchNorm and ReLU after every
+    conv), then one linear layer on the flattened last map (3x3 after two pooled blocks).
+
+    The strided first conv sees 5x5 at full resolution for a quarter of the cost of a conv+pool there;
+    no conv output is ever held whole (the pools are fused into the convs in C), so the C model's largest
+    buffer is the first map (14x14 x channels[0] bytes). A flattened map keeps where each feature is,
+    which a global average would lose.
+    """
+
+    def __init__(self, channels: tuple[int, ...] = tuple(ARCH_SPECS["mcu-16k"].args["channels"]),
+                 num_classes: int = 10):
+        super().__init__()
+        if len(channels) < 2:
+            raise TypeError(f"channels needs at least 2 numbers, got {list(channels)}")
+        c0 = channels[0]
+        layers = [nn.Conv2d(1, c0, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(c0), nn.ReLU(inplace=True)]
+        cin, side = c0, (INPUT_SHAPE[1] + 1) // 2
+        for cout in channels[1:]:
+            layers += [*_conv_bn(cin, cout, 3), nn.MaxPool2d(2)]
+            cin, side = cout, side // 2
+        if side < 1:
+            raise TypeError(f"{len(channels) - 1} pooled blocks leave no map of a {INPUT_SHAPE[1]}-pixel input")
+        self.features = nn.Sequential(*layers)
+        self.flat = cin * side * side
+        self.head = nn.Linear(self.flat, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # reshape(-1, n), not flatten: litert-torch's dynamic batch cannot trace a symbolic batch size
+        return self.head(self.features(x).reshape(-1, self.flat))
+
+
 class Conv3PoolFC3(nn.Module):
     """3 conv layers (3x3, ReLU), each followed by 2x2 max-pooling, then 3 fully connected layers."""
 
@@ -131,6 +164,7 @@ class Conv3Flat(nn.Module):
 # The classes of core.archs.ARCH_SPECS (names, summaries, default arguments and pinned sizes live there).
 CLASSES: dict[str, type[nn.Module]] = {
     "edgenet": EdgeNet,
+    "mcu-16k": McuNet,
     "conv3pool-fc3": Conv3PoolFC3,
     "conv2pool-fc2": Conv2FC2,
     "lenet-dropout": LeNetDropout,

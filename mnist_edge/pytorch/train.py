@@ -361,7 +361,9 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
     say.log(f"{recipe.arch}: {count_params(model):,} parameters, {count_macs(model) / 1e6:.2f} M MACs/image; "
             f"{n:,} training images, {len(test_split):,} test images, device {device}; "
             f"{plan.total_steps:,} steps of batch {plan.batch_size}, "
-            f"peak lr {plan.lr:.3g}{f', weight average decay {decay:.4g}' if decay else ''}")
+            f"peak lr {plan.lr:.3g}{f', weight average decay {decay:.4g}' if decay else ''}, "
+            f"label smoothing {recipe.label_smoothing:g}"
+            f"{f', distilled from {recipe.teacher}' if recipe.teacher else ''}")
 
     t_start = time.perf_counter()
     epoch = start_epoch
