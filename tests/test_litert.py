@@ -288,3 +288,18 @@ def test_generated_sources_compile_and_agree(files, tmp_path):
     expected = tflite_model.quantize(meta.normalize(np.arange(256, dtype=np.uint8).reshape(1, 16, 16)), *rt.input_quant)
     assert [int(v) for v in lines[1].split()] == expected.ravel().tolist()
     assert float(lines[2]) == pytest.approx((100 - rt.output_quant[1]) * rt.output_quant[0], rel=1e-5)
+
+
+def test_mcu_16k_runs_in_litert_at_any_batch(tmp_path):
+    """mcu-16k ends in a Conv over its whole 3x3 map: as a LiteRT model with a dynamic batch, XNNPACK must still
+    prepare it (a graph that ends in a flatten Reshape it cannot)."""
+    from mnist_edge.pytorch.models import build
+
+    torch.manual_seed(1)
+    model = build("mcu-16k").eval()
+    job = SimpleNamespace(model=model, metadata=ModelMetadata(arch="mcu-16k", arch_args={}, seed=1))
+    exporter_litert.export_fp32(job, FMT["litert"], tmp_path / "m.tflite")
+    rt = runtime_litert.load(tmp_path / "m.tflite", FMT["litert"], threads=1)
+    x = _inputs(5)
+    for n in (1, 5):
+        assert np.abs(rt.run(x[:n]) - _torch(job, x[:n])).max() <= 1e-4

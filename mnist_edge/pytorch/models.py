@@ -65,12 +65,13 @@ class McuNet(nn.Module):
     """
 
     def __init__(self, channels: tuple[int, ...] = tuple(ARCH_SPECS["mcu-16k"].args["channels"]),
-                 num_classes: int = 10):
+                 first_kernel: int = ARCH_SPECS["mcu-16k"].args["first_kernel"], num_classes: int = 10):
         super().__init__()
         if len(channels) < 2:
             raise TypeError(f"channels needs at least 2 numbers, got {list(channels)}")
         c0 = channels[0]
-        layers = [nn.Conv2d(1, c0, 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(c0), nn.ReLU(inplace=True)]
+        layers = [nn.Conv2d(1, c0, first_kernel, stride=2, padding=(first_kernel - 1) // 2, bias=False),
+                  nn.BatchNorm2d(c0), nn.ReLU(inplace=True)]
         cin, side = c0, (INPUT_SHAPE[1] + 1) // 2
         for cout in channels[1:]:
             layers += [*_conv_bn(cin, cout, 3), nn.MaxPool2d(2)]
@@ -78,12 +79,16 @@ class McuNet(nn.Module):
         if side < 1:
             raise TypeError(f"{len(channels) - 1} pooled blocks leave no map of a {INPUT_SHAPE[1]}-pixel input")
         self.features = nn.Sequential(*layers)
-        self.flat = cin * side * side
-        self.head = nn.Linear(self.flat, num_classes)
+        # the linear layer on the flattened map, as a convolution the size of the map: the same function and
+        # initial weights (fan-in, and the order of the weights, are the same)
+        self.head = nn.Conv2d(cin, num_classes, side)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # reshape(-1, n), not flatten: litert-torch's dynamic batch cannot trace a symbolic batch size
-        return self.head(self.features(x).reshape(-1, self.flat))
+        # (N, classes, 1, 1) -> (N, classes). The mean over the single position changes nothing, but LiteRT's
+        # XNNPACK cannot prepare a graph with a dynamic batch that ends in a Reshape (of this map or of the
+        # flattened one) and can one that ends in Mean and Reshape, as edgenet does; reshape(-1, n), not
+        # flatten: litert-torch's dynamic batch cannot trace a symbolic batch size
+        return self.head(self.features(x)).mean(dim=(2, 3), keepdim=True).reshape(-1, self.head.out_channels)
 
 
 class Conv3PoolFC3(nn.Module):

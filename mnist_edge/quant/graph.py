@@ -249,6 +249,13 @@ _FLATTENS = ("Reshape", "Flatten", "Squeeze")  # dropping the 1x1 of a keepdims 
 _SAME_QPARAMS = {"maxpool", "flatten", "relu"}  # ORT runs these on uint8 only when in/out params agree
 
 
+def _ends_the_graph(g: _Graph, op, nxt) -> bool:
+    """Whether `op` is followed only by flattens up to the float graph output."""
+    while nxt is not None and nxt.op_type in _FLATTENS:
+        op, nxt = nxt, g.only_consumer(nxt.output[0], nxt.op_type)
+    return nxt is None and op.output[0] == g.outputs[0].name
+
+
 def read_program(proto, source: str, input_shape: tuple[int, ...]) -> Program:
     """Walk the QDQ chain input -> Q -> (DQ -> op -> Q)* -> DQ -> logits into integer steps."""
     g = _Graph(proto, source)
@@ -278,6 +285,11 @@ def read_program(proto, source: str, input_shape: tuple[int, ...]) -> Program:
             g.refuse(op.op_type, op.name, "op not supported")
         step = _STEP_READERS[op.op_type](g, op, shape, cur_q)
         nq = g.only_consumer(op.output[0], op.op_type)
+        if step.kind == "mean" and shape[1:] == (1, 1) and _ends_the_graph(g, op, nq):
+            # the float mean of one value is that value: the logits are the dequantized (C, 1, 1) map
+            steps.append(Step("flatten", op.name, shape, (shape[0],), cur_q, cur_q))
+            shape = (shape[0],)
+            break
         while step.kind == "mean" and nq is not None and nq.op_type in _FLATTENS:
             # mean(keepdim=True) then squeeze/flatten: (C, 1, 1) -> (C,) moves no data; ORT quantizes after it
             step.out_shape = (shape[0],)
@@ -293,8 +305,9 @@ def read_program(proto, source: str, input_shape: tuple[int, ...]) -> Program:
     stray = [n for n in g.nodes if id(n) not in g.visited]
     if stray:
         g.refuse(stray[0].op_type, stray[0].name, "node outside the single QDQ chain")
-    if not any(s.kind == "gemm" for s in steps) or len(shape) != 1:
-        g.refuse("graph", "", f"the output has shape {shape} (expected logits from a Gemm)")
+    layers = [s.kind for s in steps if s.kind not in ("flatten", "relu")]
+    if len(shape) != 1 or not ("gemm" in layers or layers[-1:] == ["conv"]):
+        g.refuse("graph", "", f"the output has shape {shape} (expected logits from a Gemm, or a Conv to 1x1)")
     _check_accumulators(g, steps)
     return Program(input_q, tuple(input_shape), steps, cur_q)
 

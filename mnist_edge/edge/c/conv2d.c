@@ -251,7 +251,8 @@ static void conv2d(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, c
     const int32_t pkw = g->pkw;
     int32_t o, oc, wy, wx, py = 0, px = 0;  /* py, px: the pooled output's row and column */
     if (g->pkh * pkw == 1) {  /* no pool: two output pixels per pass, an odd last one paired with itself */
-        int16_t *restrict pb = patch + kp;
+        /* a map of one output (a classifier over the whole map) has one field: patch needs room for one */
+        const int16_t *pb = plane > 1 ? patch + kp : patch;
         int32_t oy = 0, ox = 0;  /* output o's row and column, kept without division (none on a Cortex-M0) */
         for (o = 0; o < plane; o += 2) {
             const int32_t o1 = o + 1 < plane ? o + 1 : o;
@@ -259,7 +260,7 @@ static void conv2d(const conv_geom *g, const uint8_t *restrict x, int32_t xzp, c
             if (o1 == o) ox1 = ox;
             else if (ox1 == pw) { ox1 = 0; ++oy1; }
             gather_patch(g, x, xzp, oy, ox, patch);
-            gather_patch(g, x, xzp, oy1, ox1, pb);
+            if (plane > 1) gather_patch(g, x, xzp, oy1, ox1, patch + kp);
             for (oc = 0; oc < cout; oc += 2) {
                 const int pair = oc + 1 < cout;
                 int32_t acc[4];

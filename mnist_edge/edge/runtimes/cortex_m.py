@@ -151,6 +151,10 @@ def footprint(elf: Path, b: Board) -> dict:
             "runner_io_bytes": s.get(".io", 0), "sections": s}
 
 
+def compiler_version() -> str:
+    return _version(CC)
+
+
 def model_footprint(c_dir: Path, b: Board, model_stack: int | None = None) -> dict:
     """What the model itself takes on board `b`, without the runner's I/O and timing: the flash and static RAM
     of the smallest firmware around it (bare.c: startup, vector table, one call), and with the model's

@@ -158,7 +158,8 @@ class _Emitter:
         (pkh, pkw), (psh, psw) = (pool.args["k"], pool.args["s"]) if pool else ((1, 1), (1, 1))
         _, ph, pw = (pool or s).out_shape
         kp = -(-cin * kh * kw // 4) * 4
-        self.patch_size = max(self.patch_size, 2 * kp)  # two receptive fields
+        fields = 2 if pool or ph * pw > 1 else 1  # two receptive fields a pass; one where a map has one output
+        self.patch_size = max(self.patch_size, fields * kp)
         if pool:
             self.pool_size = max(self.pool_size, cout)  # a pool window's largest sum per channel
         consts = self._weights(i, s, conv_weights(s.args["w"]),
