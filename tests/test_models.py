@@ -101,7 +101,9 @@ def test_fits_lists_what_fits_best_accuracy_first_and_the_unmeasured_last():
     assert everything == ["edgenet", "conv2pool-fc2", "lenet-dropout"]  # accuracy 99.71, 99.02, none
     assert [r["name"] for r in archs.rows(MADE_UP, Limits(flash=128 * 1024, ram=12 * 1024))] == \
            ["edgenet", "conv2pool-fc2"]
-    assert [r["name"] for r in archs.rows(MADE_UP, Limits(flash=32 * 1024, ram=8 * 1024))] == ["conv2pool-fc2"]
+    assert [r["name"] for r in archs.rows(MADE_UP, Limits(flash=36 * 1024, ram=8 * 1024))] == ["conv2pool-fc2"]
+    # conv2pool-fc2's Cortex-M0 build would fit 32 KB, its Cortex-M4 build would not: the largest decides
+    assert archs.rows(MADE_UP, Limits(flash=32 * 1024, ram=8 * 1024)) == []
     assert [r["name"] for r in archs.rows(MADE_UP, Limits(ram=11_000))] == ["conv2pool-fc2"]
     assert [r["name"] for r in archs.rows(MADE_UP, Limits(ram=12_740))] == \
            ["edgenet", "conv2pool-fc2", "lenet-dropout"]  # the limit itself fits
@@ -110,12 +112,12 @@ def test_fits_lists_what_fits_best_accuracy_first_and_the_unmeasured_last():
     assert [r["name"] for r in archs.rows(MADE_UP)] == list(ARCH_SPECS)
 
 
-def test_rows_give_the_smallest_build_and_the_mean_over_seeds():
+def test_rows_give_the_largest_build_and_the_mean_over_seeds():
     by = {r["name"]: r for r in archs.rows(MADE_UP)}
-    assert by["conv2pool-fc2"]["smallest"] == {"core": "cortex-m0", "flash_bytes": 31_000, "ram_bytes": 5_400}
+    assert by["conv2pool-fc2"]["largest"] == {"core": "cortex-m4", "flash_bytes": 35_824, "ram_bytes": 5_520}
     assert by["edgenet"]["accuracy"] == {"mean": pytest.approx(0.99706667), "seeds": 3}
     assert by["edgenet"]["default"] and not by["conv2pool-fc2"]["default"]
-    assert by["conv3pool-fc3"]["smallest"] is None and by["conv3pool-fc3"]["accuracy"] is None
+    assert by["conv3pool-fc3"]["largest"] is None and by["conv3pool-fc3"]["accuracy"] is None
 
 
 def test_the_table_says_not_measured_where_nothing_is_recorded():
@@ -125,9 +127,9 @@ def test_the_table_says_not_measured_where_nothing_is_recorded():
     assert "107.2K" in row["edgenet"] and "11.1K" in row["edgenet"] and "cortex-m4" in row["edgenet"]
     assert "8.49M" in row["edgenet"] and "99.71% (3)" in row["edgenet"]
     assert "2026-12-05, AMD EPYC, AVX2 only" in row["edgenet"]
-    # M0 not measured for edgenet; the M0 build is conv2pool-fc2's smallest
+    # M0 not measured for edgenet; conv2pool-fc2's largest build is the M4's, and its M0 count is shown
     assert row["edgenet"].count(archs.NOT_MEASURED) == 1
-    assert "30.3K" in row["conv2pool-fc2"] and "cortex-m0" in row["conv2pool-fc2"] and "4.20M" in row["conv2pool-fc2"]
+    assert "35.0K" in row["conv2pool-fc2"] and "cortex-m4" in row["conv2pool-fc2"] and "4.20M" in row["conv2pool-fc2"]
     assert row["conv3pool-fc3"].count(archs.NOT_MEASURED) == 4  # size, M0, M4, accuracy
     assert "does not fit" in row["lenet-dropout"] and "417.6K" in row["lenet-dropout"]  # the M4 build: fits
     assert "no C model" in row["conv3-flat"] and "99.30% (1)" in row["conv3-flat"]

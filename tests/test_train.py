@@ -117,7 +117,8 @@ def test_an_explicit_precision_is_what_the_line_names(monkeypatch):
     from mnist_edge.pytorch.train import choose_precision
 
     monkeypatch.setattr("mnist_edge.pytorch.train.native_bf16", lambda device: False)
-    assert choose_precision("fp32", "cpu") == (False, "precision: fp32 (--precision fp32)")
+    assert choose_precision("fp32", "cpu") == (False, "precision: fp32 (set by --precision or the architecture: "
+                                                    "the same model on every CPU)")
     with pytest.raises(MnistEdgeError, match="no native bfloat16"):
         choose_precision("bf16", "cpu")
     monkeypatch.setattr("mnist_edge.pytorch.train.native_bf16", lambda device: True)

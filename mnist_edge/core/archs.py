@@ -102,16 +102,18 @@ class Measured:
         """Mean test accuracy over the recorded seeds (None: no run recorded)."""
         return sum(r.test_acc for r in self.runs) / len(self.runs) if self.runs else None
 
-    def smallest(self) -> Footprint | None:
-        """The fitting footprint with the least flash (then RAM), or None."""
+    def largest(self) -> Footprint | None:
+        """The fitting footprint with the most flash (then RAM), or None: the build a part must hold whichever
+        of the measured cores it has (a core without an FPU needs float routines in flash)."""
         fits = [f for f in self.footprints.values() if f.fits and f.flash_bytes is not None]
-        return min(fits, key=lambda f: (f.flash_bytes, f.ram_bytes or 0, f.core), default=None)
+        return max(fits, key=lambda f: (f.flash_bytes, f.ram_bytes or 0, f.core), default=None)
 
     def fits(self, limits: Limits) -> bool:
-        """Whether some measured build is within both limits (an unmeasured architecture fits nothing)."""
-        return any(f.fits and f.flash_bytes is not None and f.ram_bytes is not None
-                   and (limits.flash is None or f.flash_bytes <= limits.flash)
-                   and (limits.ram is None or f.ram_bytes <= limits.ram) for f in self.footprints.values())
+        """Whether the largest measured build is within both limits (an unmeasured architecture fits nothing)."""
+        f = self.largest()
+        return (f is not None and f.ram_bytes is not None
+                and (limits.flash is None or f.flash_bytes <= limits.flash)
+                and (limits.ram is None or f.ram_bytes <= limits.ram))
 
 
 @dataclass(frozen=True)
@@ -228,11 +230,11 @@ def rows(measured: dict[str, Measured], limits: Limits | None = None) -> list[di
         m = measured.get(a.name, Measured(a.name))
         if limits is not None and not m.fits(limits):
             continue
-        small = m.smallest()
+        small = m.largest()
         out.append({
             "name": a.name, "default": a.name == DEFAULT_ARCH, "summary": a.summary, "params": a.params,
             "macs": a.macs,
-            "smallest": None if small is None else {"core": small.core, "flash_bytes": small.flash_bytes,
+            "largest": None if small is None else {"core": small.core, "flash_bytes": small.flash_bytes,
                                                     "ram_bytes": small.ram_bytes},
             "footprint": {core: asdict(f) for core, f in m.footprints.items()},
             "accuracy": None if m.accuracy is None else {"mean": m.accuracy, "seeds": len(m.runs)},
@@ -252,7 +254,7 @@ def table(measured: dict[str, Measured] | None = None, limits: Limits | None = N
     lines = [head]
     for r in listed:
         m = measured.get(r["name"], Measured(r["name"]))
-        small = m.smallest()
+        small = m.largest()
         size = (f"{_kb(small.flash_bytes):>7} {_kb(small.ram_bytes):>7}  {small.core:<11}" if small else
                 f"{NOT_MEASURED:<28}")
         acc = NOT_MEASURED if m.accuracy is None else f"{100 * m.accuracy:.2f}% ({len(m.runs)})"
@@ -265,7 +267,7 @@ def table(measured: dict[str, Measured] | None = None, limits: Limits | None = N
         lines.append("(no measured architecture fits)")
     lines.append("")
     lines += ["* the default (train without --arch). flash, RAM: what the int8 C model itself takes on the",
-              "  measured board with the smallest build (weights, scales, its code and the C library routines it",
+              "  measured board with the largest build (weights, scales, its code and the C library routines it",
               "  calls; its buffers and measured stack), without a firmware's own I/O. instr: per inference on",
               "  the emulated Cortex-M0 and M4 (QEMU). test acc: the mean over the recorded default training runs",
               "  (their count in brackets).", ""]

@@ -216,7 +216,7 @@ def native_bf16(device: str) -> bool:
 def choose_precision(precision: str, device: str) -> tuple[bool, str]:
     """(bf16 autocast or not, the line `train` prints saying which and why): 'auto' only where bf16 is native."""
     if precision == "fp32":
-        return False, "precision: fp32 (--precision fp32)"
+        return False, "precision: fp32 (set by --precision or the architecture: the same model on every CPU)"
     native = native_bf16(device)
     what = "this GPU" if device == "cuda" else "this CPU"
     if precision == "bf16":

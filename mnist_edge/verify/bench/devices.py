@@ -37,10 +37,18 @@ def measure_devices(todo: list[tuple[Format, Path]], images: np.ndarray, clock_m
             p["clock_mhz"] = clock_mhz
             p["ms_estimate"] = p["instructions_mean"] / (clock_mhz * 1e3)  # at one instruction per cycle
         say(f"  {fmt.name:<17} {p['instructions_mean'] / 1e6:.2f} M instructions per inference (emulated), "
-            f"flash {p['flash_bytes'] / 1024:.1f} KB, RAM {p['ram_bytes'] / 1024:.1f} KB "
-            f"(stack: {_stack(p)})")
+            f"firmware flash {p['flash_bytes'] / 1024:.1f} KB, RAM {p['ram_bytes'] / 1024:.1f} KB "
+            f"(stack: {_stack(p)}); the model's own {_model(p)}")
         rows.append({"format": fmt.name, "device": fmt.device, **p})
     return rows
+
+
+def _model(p: dict) -> str:
+    """'13.2 KB / 3.3 KB': the model's own flash and RAM (without the runner), where measured."""
+    if "model_flash_bytes" not in p:
+        return "–"
+    ram = p.get("model_ram_bytes", p.get("model_static_ram_bytes", 0))
+    return f"{p['model_flash_bytes'] / 1024:.1f} KB / {ram / 1024:.1f} KB"
 
 
 def _stack(p: dict) -> str:
@@ -58,16 +66,17 @@ def markdown(rows: list[dict], clock_mhz: float | None) -> list[str]:
     lines = ["", "Emulated Cortex-M (QEMU, `-icount shift=0`): instructions counted on the emulated core, "
              "not host time" + (f"; ms at {clock_mhz:g} MHz is an estimate from instructions at one per cycle"
                                 if clock_mhz else ""), "",
-             "| Format | board | instructions / inference (min-max) | images | flash KB | RAM KB | stack" + est,
-             "|---|---|---:|---:|---:|---:|---:|" + ("---:|" if clock_mhz else "")]
+             "| Format | board | instructions / inference (min-max) | images | flash KB | RAM KB | stack "
+             "| the model's own flash / RAM" + est,
+             "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if clock_mhz else "")]
     for r in rows:
         if r.get("skipped"):
-            lines.append(f"| {r['format']} | skipped: {r['skipped']} | | | | | |" + (" |" if clock_mhz else ""))
+            lines.append(f"| {r['format']} | skipped: {r['skipped']} | | | | | | |" + (" |" if clock_mhz else ""))
             continue
         ms = f" {r['ms_estimate']:.2f} |" if clock_mhz else ""
         lines.append(f"| {r['format']} | {r['board']} | {r['instructions_mean'] / 1e6:.3f} M "
                      f"({r['instructions_min'] / 1e6:.3f}-{r['instructions_max'] / 1e6:.3f}) | {r['images']} | "
-                     f"{r['flash_bytes'] / 1024:.1f} | {r['ram_bytes'] / 1024:.1f} | {_stack(r)} |{ms}")
+                     f"{r['flash_bytes'] / 1024:.1f} | {r['ram_bytes'] / 1024:.1f} | {_stack(r)} | {_model(r)} |{ms}")
     if done:
         names = [layer["name"] for layer in done[0]["layers"]]
         lines += ["", "| layer (instructions) | " + " | ".join(r["format"] for r in done) + " |",
