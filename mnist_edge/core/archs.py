@@ -31,7 +31,7 @@ class ArchSpec:
 ARCH_SPECS: dict[str, ArchSpec] = {a.name: a for a in (
     ArchSpec("edgenet", "5 conv+BN blocks (5x5, then 3x3) -> global avg pool -> FC 10", 103_258, 5_959_360,
              {"channels": [16, 32, 48, 64, 96]}),
-    ArchSpec("mcu-16k", "conv 5x5/2 -> 2 conv 3x3 + max-pool (BN each) -> flatten 3x3 -> FC 10: for 16 KB "
+    ArchSpec("mcu-16k", "conv 5x5/2 -> 2 conv 3x3 + max-pool (BN each) -> conv 3x3 over the 3x3 map: for 16 KB "
              "flash, 4 KB RAM", 8_962, 493_664, {"channels": [8, 16, 32], "first_kernel": 5},
              # fp32 on every CPU: the same model everywhere (bf16 saves a tiny model nothing worth it);
              # no label smoothing: 99.42% against 99.32% at 8-16-32 (conv+pool first, seed 0)
