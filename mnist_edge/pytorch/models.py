@@ -56,7 +56,8 @@ class EdgeNet(nn.Module):
 class McuNet(nn.Module):
     """For the smallest microcontrollers (16 KB of flash, 4 KB of RAM as int8 C): a 5x5 conv of stride 2
     (28x28 -> 14x14), then 3x3 convs each followed by 2x2 max-pooling (BatchNorm and ReLU after every
-    conv), then one linear layer on the flattened last map (3x3 after two pooled blocks).
+    conv), then a classifier over the whole last map (3x3 after two pooled blocks): a linear layer on the
+    flattened map, written as a convolution the size of the map.
 
     The strided first conv sees 5x5 at full resolution for a quarter of the cost of a conv+pool there;
     no conv output is ever held whole (the pools are fused into the convs in C), so the C model's largest

@@ -249,13 +249,6 @@ _FLATTENS = ("Reshape", "Flatten", "Squeeze")  # dropping the 1x1 of a keepdims 
 _SAME_QPARAMS = {"maxpool", "flatten", "relu"}  # ORT runs these on uint8 only when in/out params agree
 
 
-def _ends_the_graph(g: _Graph, op, nxt) -> bool:
-    """Whether `op` is followed only by flattens up to the float graph output."""
-    while nxt is not None and nxt.op_type in _FLATTENS:
-        op, nxt = nxt, g.only_consumer(nxt.output[0], nxt.op_type)
-    return nxt is None and op.output[0] == g.outputs[0].name
-
-
 def read_program(proto, source: str, input_shape: tuple[int, ...]) -> Program:
     """Walk the QDQ chain input -> Q -> (DQ -> op -> Q)* -> DQ -> logits into integer steps."""
     g = _Graph(proto, source)
@@ -285,15 +278,15 @@ def read_program(proto, source: str, input_shape: tuple[int, ...]) -> Program:
             g.refuse(op.op_type, op.name, "op not supported")
         step = _STEP_READERS[op.op_type](g, op, shape, cur_q)
         nq = g.only_consumer(op.output[0], op.op_type)
-        if step.kind == "mean" and shape[1:] == (1, 1) and _ends_the_graph(g, op, nq):
-            # the float mean of one value is that value: the logits are the dequantized (C, 1, 1) map
-            steps.append(Step("flatten", op.name, shape, (shape[0],), cur_q, cur_q))
-            shape = (shape[0],)
-            break
         while step.kind == "mean" and nq is not None and nq.op_type in _FLATTENS:
             # mean(keepdim=True) then squeeze/flatten: (C, 1, 1) -> (C,) moves no data; ORT quantizes after it
             step.out_shape = (shape[0],)
             op, nq = nq, g.only_consumer(nq.output[0], nq.op_type)
+        if step.kind == "mean" and shape[1:] == (1, 1) and nq is None and op.output[0] == g.outputs[0].name:
+            # a float mean of one value at the graph's end is that value: the logits are the dequantized map
+            steps.append(Step("flatten", step.node, shape, (shape[0],), cur_q, cur_q))
+            shape = (shape[0],)
+            break
         if nq is None or nq.op_type != "QuantizeLinear":
             g.refuse(op.op_type, op.name, f"its output is {'used by ' + nq.op_type if nq else 'a float graph output'}"
                      " (expected a QuantizeLinear)")
