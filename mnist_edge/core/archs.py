@@ -57,14 +57,15 @@ _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*([BKM]?)$", re.IGNORECASE)
 
 @dataclass(frozen=True)
 class Footprint:
-    """The int8 C model linked into a firmware for one emulated board (the whole firmware: model, startup,
-    runner and C library; the runner's image buffers apart)."""
+    """The int8 C model on one emulated board: what the model itself takes (the smallest firmware around it,
+    so its weights, scales, code and the C library routines it calls; its static buffers and measured
+    stack), and its instructions per inference in the runner's firmware."""
 
     core: str  # e.g. "cortex-m4", a key of edge.runtimes.cortex_m.BOARDS
     board: str  # the QEMU machine, e.g. "mps2-an386"
     fits: bool  # False: the link failed against the board's memory, or there is no C model
     flash_bytes: int | None = None
-    ram_bytes: int | None = None  # .data + .bss + the reserved stack
+    ram_bytes: int | None = None  # .data + .bss + the stack the model used (static RAM only where it does not fit)
     instructions: int | None = None  # per inference under QEMU's -icount: the mean over seeds and images
     # the least and most of one inference: max-pooling's and clamping's comparisons branch on the data
     instructions_min: int | None = None
