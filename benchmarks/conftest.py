@@ -3,9 +3,10 @@
 MNIST_EDGE_ARTIFACTS  folder with model.pth and the exported models (default: artifacts)
 MNIST_EDGE_DATA       the real MNIST files (the training-loop and harness benchmarks need them)
 MNIST_EDGE_BENCH_THREADS  threads of every runtime (default: every core, as `mnist-edge bench`)
-OMP_WAIT_POLICY       PASSIVE unless set (before torch loads), as the CLI sets it on a busy machine: the busy-core
-                      row then shows what the CLI does there (mnist_edge/core/threads.py; MNIST_EDGE_BUSY=0 to
-                      time the quiet machine's spinning instead)
+OMP_WAIT_POLICY       chosen as the CLI chooses it when a command starts (before torch loads): the runtime's spinning on
+                      a quiet machine, PASSIVE where another process holds a core (mnist_edge/core/threads.py;
+                      MNIST_EDGE_BUSY=1 or 0, or OMP_WAIT_POLICY itself, to choose); the training benchmark's
+                      busy-core row runs its busy steps in a PASSIVE process of its own
 """
 
 from __future__ import annotations
@@ -16,11 +17,10 @@ from pathlib import Path
 import pytest
 
 from mnist_edge.core.data import has_any_data, resolve_data_dir
-from mnist_edge.core.threads import BUSY, prefer_passive_waits
+from mnist_edge.core.threads import prefer_passive_waits
 from mnist_edge.verify.bench.run import default_threads
 
-os.environ.setdefault(BUSY, "1")  # one process times quiet and busy chunks: the CLI's busy-machine policy
-prefer_passive_waits()
+prefer_passive_waits()  # what `mnist-edge bench` and `train` would run with here, now
 
 ARTIFACTS = Path(os.environ.get("MNIST_EDGE_ARTIFACTS", "artifacts"))
 THREADS = int(os.environ.get("MNIST_EDGE_BENCH_THREADS") or default_threads())

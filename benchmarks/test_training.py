@@ -15,8 +15,11 @@ is no failure of the code):
   for each precision as its measured step time x the run's steps + one test-set evaluation per epoch
   (BatchNorm recalibration, which runs of the default length skip, and the weight average's ~0.06 ms
   a step left out);
-- the step time with one core kept busy by a bounded loop this benchmark starts and stops itself, against
-  the same steps quiet, in alternating chunks (goal <= 2x).
+- the step time with one core kept busy by a bounded loop this benchmark starts and stops itself, in a process
+  with the wait policy the CLI picks on a busy machine (PASSIVE), against the same steps quiet in this one,
+  with the policy it picked here, in alternating chunks (goal <= 2x).
+Every loop runs with the OpenMP wait policy a command would pick here (benchmarks/conftest.py): on a quiet
+machine the runtime's spinning, for the seed loop as for mnist-edge.
 Writes ARTIFACTS/bench_train.json.
 """
 
@@ -160,25 +163,81 @@ def busy_core(limit_s: float = BUSY_LIMIT_S):
         proc.wait()
 
 
-def quiet_and_busy(step, steps: int = BUSY_STEPS, warmup: int = WARMUP_STEPS, chunk: int = CHUNK) -> dict:
-    """Median and p90 step ms of `step`, quiet and with one core busy, in alternating chunks of `chunk` steps."""
+def quiet_and_busy(quiet_step, busy_steps, steps: int = BUSY_STEPS, warmup: int = WARMUP_STEPS,
+                   chunk: int = CHUNK) -> dict:
+    """Median and p90 step ms, quiet and with one core busy, in alternating chunks of `chunk` steps: the quiet
+    ones by `quiet_step()` here, the busy ones by `busy_steps(n)` (-> n step times in seconds), which runs them
+    in a process with the busy machine's wait policy."""
     times: dict[bool, list[float]] = {False: [], True: []}
     with busy_core() as busy:
         for _ in range(warmup):
-            step()
+            quiet_step()
+        busy_steps(warmup)
         for _ in range(max(steps // chunk, 1)):
             for on in (False, True):
                 busy(on)
                 time.sleep(0.02)  # the busy loop is running (or stopped) before the chunk starts
+                if on:
+                    times[on] += busy_steps(chunk)
+                    continue
                 for _ in range(chunk):
                     t0 = time.perf_counter()
-                    step()
+                    quiet_step()
                     times[on].append(time.perf_counter() - t0)
         busy(False)
     out = {name: {"median_ms": 1e3 * float(np.median(t)), "p90_ms": 1e3 * float(np.percentile(t, 90)),
                   "steps": len(t)} for name, t in (("quiet", times[False]), ("busy", times[True]))}
     out["ratio"] = out["busy"]["median_ms"] / out["quiet"]["median_ms"]
     return out
+
+
+@contextlib.contextmanager
+def step_worker(data_dir: str, threads: int, bf16: bool):
+    """A process that trains mnist-edge's steps with OMP_WAIT_POLICY=PASSIVE, what the CLI runs with when another
+    process holds a core (mnist_edge/core/threads.py); -> steps(n): the seconds of its next n steps."""
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "MNIST_EDGE_WAIT_DECIDED": "1"}
+    cmd = [sys.executable, "-m", "benchmarks.test_training", data_dir, str(threads), str(int(bf16))]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+                            cwd=Path(__file__).resolve().parents[1])
+
+    def steps(n: int) -> list[float]:
+        proc.stdin.write(f"{n}\n")
+        proc.stdin.flush()
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the busy-row step worker ended (exit {proc.wait()})")
+        return json.loads(line)
+
+    try:
+        yield steps
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def serve_steps(argv: list[str]) -> None:
+    """The step worker's side: DATA_DIR THREADS BF16; reads a count per line, answers that many step times."""
+    from mnist_edge.core.data import load_dataset
+    from mnist_edge.core.deps import torch as _torch
+    from mnist_edge.core.metadata import DATASETS
+    from mnist_edge.core.settings import TrainRecipe
+
+    data_dir, threads, bf16 = argv[0], int(argv[1]), argv[2] == "1"
+    torch = _torch()
+    torch.set_num_threads(threads)
+    train, _ = load_dataset(data_dir, "mnist", allow_download=False)
+    spec = DATASETS["mnist"]
+    images = torch.from_numpy(np.ascontiguousarray(train.images)).unsqueeze(1)
+    labels = torch.from_numpy(train.labels.astype(np.int64))
+    step = trainer(torch, edge_batches(torch, images, labels, TrainRecipe(), spec.mean, spec.std), True, bf16,
+                   steps=WARMUP_STEPS + 2 * BUSY_STEPS)
+    for line in sys.stdin:
+        times = []
+        for _ in range(int(line)):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        print(json.dumps(times), flush=True)
 
 
 def eval_seconds(torch, test, spec) -> float:
@@ -274,10 +333,12 @@ def test_training_throughput_against_the_seed_loop(data_dir, artifacts, threads,
         run["epochs_goal_met"] = run["seed_epochs"] <= EPOCHS_GOAL
         runs[p] = run
 
-    # a step of the default run (the precision auto picks) with one core busy, against the same steps quiet
-    busy = quiet_and_busy(edge(auto_bf16, steps=WARMUP_STEPS + 2 * BUSY_STEPS))
-    busy.update(precision=precisions[0], threads=threads, omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"),
-                goal=BUSY_GOAL, goal_met=busy["ratio"] <= BUSY_GOAL)
+    # a step of the default run (the precision auto picks) with one core busy and the busy machine's wait policy,
+    # against the same steps quiet with this machine's own (the CLI's choice when the command started)
+    with step_worker(str(data_dir), threads, auto_bf16) as busy_steps:
+        busy = quiet_and_busy(edge(auto_bf16, steps=WARMUP_STEPS + 2 * BUSY_STEPS), busy_steps)
+    busy.update(precision=precisions[0], threads=threads, goal=BUSY_GOAL, goal_met=busy["ratio"] <= BUSY_GOAL,
+                omp_wait_policy={"quiet": os.environ.get("OMP_WAIT_POLICY") or "unset", "busy": "PASSIVE"})
 
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     result = {"arch": recipe.arch, "threads": threads, "cpu": cpu_info(), "load_1min": [load_before, load_after],
@@ -307,10 +368,16 @@ def test_training_throughput_against_the_seed_loop(data_dir, artifacts, threads,
                 f"goal <= {EPOCHS_GOAL:g}: {verdict[r['epochs_goal_met']]})")
     if why_not:
         summary(f"default run recorded: not used ({why_not})")
-    summary(f"training step, one core busy: {busy['busy']['median_ms']:.0f} ms against {busy['quiet']['median_ms']:.0f}"
-            f" ms quiet = {busy['ratio']:.2f}x ({precisions[0]}, {threads} threads, OMP_WAIT_POLICY="
-            f"{busy['omp_wait_policy'] or 'unset'}; goal <= {BUSY_GOAL:g}x: {verdict[busy['goal_met']]})")
+    policy = busy["omp_wait_policy"]
+    summary(f"training step, one core busy: {busy['busy']['median_ms']:.0f} ms (OMP_WAIT_POLICY={policy['busy']}) "
+            f"against {busy['quiet']['median_ms']:.0f} ms quiet (OMP_WAIT_POLICY={policy['quiet']}) = "
+            f"{busy['ratio']:.2f}x ({precisions[0]}, {threads} threads; goal <= {BUSY_GOAL:g}x: "
+            f"{verdict[busy['goal_met']]})")
     assert all(r["images_per_s"] > 0 for r in res.values())
     assert all(res[f"mnist_edge {p}"]["batch_size"] == edge_bs for p in precisions)
     assert seed["batch_size"] == SEED_BATCH
     assert busy["quiet"]["steps"] == busy["busy"]["steps"] == BUSY_STEPS
+
+
+if __name__ == "__main__":  # the busy-core row's step worker (step_worker)
+    serve_steps(sys.argv[1:])

@@ -267,3 +267,33 @@ def test_a_teacher_that_is_not_a_checkpoint_is_one_line(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(MnistEdgeError, match="teacher.pth"):
         _run(tmp_path / "out", data, epochs=1, batch_size=32, teacher=str(bad))
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_the_training_mean_has_autograds_values_bit_for_bit_and_a_dense_gradient(layout):
+    from mnist_edge.pytorch.models import spatial_mean
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 6, 7, 7, generator=g).contiguous(memory_format=layout)
+    upstream = torch.randn(4, 6, 1, 1, generator=g)
+    grads = []
+    for training in (True, False):
+        leaf = x.clone().requires_grad_()
+        y = torch.relu(leaf * 1.5)
+        out = spatial_mean(y, training)
+        assert torch.equal(out, y.mean(dim=(2, 3), keepdim=True))
+        (out * upstream).sum().backward()
+        grads.append(leaf.grad)
+    assert torch.equal(grads[0], grads[1])
+    # the training path hands ReLU's backward a tensor in the input's layout, not a broadcast view
+    y = torch.relu(x.clone().requires_grad_())
+    grad_in = torch.autograd.grad(spatial_mean(y, True), y, upstream)[0]
+    assert grad_in.is_contiguous(memory_format=layout) and 0 not in grad_in.stride()
+
+
+def test_an_exported_edgenet_sees_the_plain_mean():
+    model = build("edgenet").eval()
+    with torch.no_grad():
+        graph = torch.export.export(model, (torch.zeros(2, 1, 28, 28),)).graph
+    targets = {str(n.target) for n in graph.nodes if n.op == "call_function"}
+    assert any("mean" in t for t in targets) and not any("SpatialMean" in t or "autograd" in t for t in targets)

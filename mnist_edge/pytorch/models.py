@@ -15,6 +15,31 @@ from mnist_edge.core.errors import ModelFileError
 from mnist_edge.core.metadata import INPUT_SHAPE
 
 
+class _SpatialMean(torch.autograd.Function):
+    """The mean over H and W (keepdim) whose gradient has the input's memory layout: autograd's own hands the
+    ReLU before it a broadcast view (stride 0), whose backward reads it several times slower than a
+    channels_last tensor (an edgenet fp32 step 3.5 ms against 0.6 ms, measured). The same values, bit for bit."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape, ctx.layout = x.shape, (torch.channels_last if x.is_contiguous(memory_format=torch.channels_last)
+                                          else torch.contiguous_format)
+        return x.mean(dim=(2, 3), keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        n = ctx.shape[2] * ctx.shape[3]
+        return (grad / n).expand(ctx.shape).contiguous(memory_format=ctx.layout)
+
+
+def spatial_mean(x: torch.Tensor, training: bool) -> torch.Tensor:
+    """x.mean(dim=(2, 3), keepdim=True); while training, with a dense gradient (_SpatialMean). Exports and
+    evaluation (eval mode, or no gradient) see the plain mean."""
+    if training and torch.is_grad_enabled() and x.requires_grad:
+        return _SpatialMean.apply(x)
+    return x.mean(dim=(2, 3), keepdim=True)
+
+
 def _conv_bn(cin: int, cout: int, k: int) -> list[nn.Module]:
     # bias is redundant before BatchNorm; BN folds into the conv at export. In-place ReLU: the same values
     # and weights, bit for bit, without a new tensor per layer (an edgenet step 0.94x the time here, measured)
@@ -49,7 +74,7 @@ class EdgeNet(nn.Module):
         x = self.features(x)
         # global average pool -> (N, C). keepdim: XNNPACK (ExecuTorch) delegates the whole graph only so;
         # reshape(-1, C), not flatten: litert-torch's dynamic batch cannot trace a symbolic batch size
-        x = x.mean(dim=(2, 3), keepdim=True).reshape(-1, x.shape[1])
+        x = spatial_mean(x, self.training).reshape(-1, x.shape[1])
         return self.head(x)
 
 
