@@ -25,6 +25,7 @@ from mnist_edge.pytorch.train import (
     recalibrate_bn,
     to_input,
     train,
+    train_step,
 )
 
 from .conftest import idx_bytes, synthetic_digits, write_idx_dataset
@@ -297,3 +298,33 @@ def test_an_exported_edgenet_sees_the_plain_mean():
         graph = torch.export.export(model, (torch.zeros(2, 1, 28, 28),)).graph
     targets = {str(n.target) for n in graph.nodes if n.op == "call_function"}
     assert any("mean" in t for t in targets) and not any("SpatialMean" in t or "autograd" in t for t in targets)
+
+
+@pytest.mark.parametrize("arch", ["edgenet", "mcu-16k"])
+def test_training_pools_before_relu_with_the_same_weights_bit_for_bit(arch):
+    """Features runs ReLU after the max-pool that follows it while training: the steps give the same weights."""
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.randn(32, 1, 28, 28, generator=g), torch.randint(0, 10, (32,), generator=g)) for _ in range(4)]
+    weights = []
+    for order in ("pool first", "as listed"):
+        torch.manual_seed(0)
+        model = build(arch)
+        if order == "as listed":
+            model.features.train_order = tuple(range(len(model.features)))
+        recipe = TrainRecipe(arch=arch)
+        opt, sched = make_optimizer(recipe, model, StepPlan(32, recipe.lr, 4, 4))
+        for x, y in batches:
+            train_step(model, opt, sched, x, y, 0.1)
+        weights.append(model.state_dict())
+    features = build(arch).features
+    assert list(features.train_order) != list(range(len(features)))  # training's order differs from the listing
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_evaluation_and_exports_run_the_layers_in_their_order():
+    model = build("edgenet").eval()
+    with torch.no_grad():
+        graph = torch.export.export(model, (torch.zeros(2, 1, 28, 28),)).graph
+    ops = [str(n.target) for n in graph.nodes if n.op == "call_function"]
+    relu, pool = ops.index(next(o for o in ops if "relu" in o)), ops.index(next(o for o in ops if "max_pool" in o))
+    assert relu < pool

@@ -40,6 +40,30 @@ def spatial_mean(x: torch.Tensor, training: bool) -> torch.Tensor:
     return x.mean(dim=(2, 3), keepdim=True)
 
 
+class Features(nn.Sequential):
+    """An nn.Sequential that, while training, runs each ReLU that a max-pool follows after that pool.
+
+    max(relu(a), relu(b)) == relu(max(a, b)) exactly, and both orders pass the gradient to the same element
+    (a window whose maximum is not positive passes none), so the weights are the same bit for bit; the ReLU
+    and its backward touch a quarter of the elements (an edgenet float32 step 6% shorter, measured). Eval
+    mode, and so every export, runs the layers in their order: conv -> BN -> ReLU -> pool."""
+
+    def __init__(self, *layers: nn.Module):
+        super().__init__(*layers)
+        order = list(range(len(layers)))
+        for i in range(len(layers) - 1):
+            if isinstance(layers[i], nn.ReLU) and isinstance(layers[i + 1], nn.MaxPool2d):
+                order[i], order[i + 1] = i + 1, i
+        self.train_order = tuple(order)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return super().forward(x)
+        for i in self.train_order:
+            x = self[i](x)
+        return x
+
+
 def _conv_bn(cin: int, cout: int, k: int) -> list[nn.Module]:
     # bias is redundant before BatchNorm; BN folds into the conv at export. In-place ReLU: the same values
     # and weights, bit for bit, without a new tensor per layer (an edgenet step 0.94x the time here, measured)
@@ -67,7 +91,7 @@ class EdgeNet(nn.Module):
                   *_conv_bn(c1, c2, 3), nn.MaxPool2d(2)]  # (N, c2, 7, 7)
         for cin, cout in zip(channels[1:-1], channels[2:], strict=True):
             layers += _conv_bn(cin, cout, 3)              # (N, cout, 7, 7)
-        self.features = nn.Sequential(*layers)
+        self.features = Features(*layers)
         self.head = nn.Linear(channels[-1], num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,7 +128,7 @@ class McuNet(nn.Module):
             cin, side = cout, side // 2
         if side < 1:
             raise TypeError(f"{len(channels) - 1} pooled blocks leave no map of a {INPUT_SHAPE[1]}-pixel input")
-        self.features = nn.Sequential(*layers)
+        self.features = Features(*layers)
         # the linear layer on the flattened map, as a convolution the size of the map: the same function and
         # initial weights (fan-in, and the order of the weights, are the same)
         self.head = nn.Conv2d(cin, num_classes, side)
