@@ -335,7 +335,7 @@ def test_training_throughput_against_the_seed_loop(data_dir, artifacts, threads,
 
     # a step of the default run (the precision auto picks) with one core busy and the busy machine's wait policy,
     # against the same steps quiet with this machine's own (the CLI's choice when the command started)
-    with step_worker(str(data_dir), threads, auto_bf16) as busy_steps:
+    with step_worker(str(Path(data_dir).resolve()), threads, auto_bf16) as busy_steps:
         busy = quiet_and_busy(edge(auto_bf16, steps=WARMUP_STEPS + 2 * BUSY_STEPS), busy_steps)
     busy.update(precision=precisions[0], threads=threads, goal=BUSY_GOAL, goal_met=busy["ratio"] <= BUSY_GOAL,
                 omp_wait_policy={"quiet": os.environ.get("OMP_WAIT_POLICY") or "unset", "busy": "PASSIVE"})
