@@ -17,8 +17,8 @@ from mnist_edge.core.metadata import INPUT_SHAPE
 
 class _SpatialMean(torch.autograd.Function):
     """The mean over H and W (keepdim) whose gradient has the input's memory layout: autograd's own hands the
-    ReLU before it a broadcast view (stride 0), whose backward reads it several times slower than a
-    channels_last tensor (an edgenet fp32 step 3.5 ms against 0.6 ms, measured). The same values, bit for bit."""
+    ReLU before it a broadcast view (stride 0), which its backward reads several times slower than a
+    channels_last tensor (an edgenet float32 step 7% shorter this way, measured). The same values, bit for bit."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
