@@ -195,7 +195,9 @@ def quiet_and_busy(quiet_step, busy_steps, steps: int = BUSY_STEPS, warmup: int 
 def step_worker(data_dir: str, threads: int, bf16: bool):
     """A process that trains mnist-edge's steps with OMP_WAIT_POLICY=PASSIVE, what the CLI runs with when another
     process holds a core (mnist_edge/core/threads.py); -> steps(n): the seconds of its next n steps."""
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "MNIST_EDGE_WAIT_DECIDED": "1"}
+    from mnist_edge.core.threads import DECIDED, PASSIVE, WAIT_POLICY
+
+    env = {**os.environ, WAIT_POLICY: PASSIVE, DECIDED: "1"}
     cmd = [sys.executable, "-m", "benchmarks.test_training", data_dir, str(threads), str(int(bf16))]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                             cwd=Path(__file__).resolve().parents[1])
@@ -221,14 +223,14 @@ def serve_steps(argv: list[str]) -> None:
     from mnist_edge.core.deps import torch as _torch
     from mnist_edge.core.metadata import DATASETS
     from mnist_edge.core.settings import TrainRecipe
+    from mnist_edge.pytorch.train import split_tensors
 
     data_dir, threads, bf16 = argv[0], int(argv[1]), argv[2] == "1"
     torch = _torch()
     torch.set_num_threads(threads)
     train, _ = load_dataset(data_dir, "mnist", allow_download=False)
     spec = DATASETS["mnist"]
-    images = torch.from_numpy(np.ascontiguousarray(train.images)).unsqueeze(1)
-    labels = torch.from_numpy(train.labels.astype(np.int64))
+    images, labels = split_tensors(train)
     step = trainer(torch, edge_batches(torch, images, labels, TrainRecipe(), spec.mean, spec.std), True, bf16,
                    steps=WARMUP_STEPS + 2 * BUSY_STEPS)
     for line in sys.stdin:
@@ -290,15 +292,14 @@ def test_training_throughput_against_the_seed_loop(data_dir, artifacts, threads,
     from mnist_edge.core.deps import torch as _torch
     from mnist_edge.core.metadata import DATASETS
     from mnist_edge.core.settings import TrainRecipe
-    from mnist_edge.pytorch.train import plan_steps, use_bf16
+    from mnist_edge.pytorch.train import plan_steps, split_tensors, use_bf16
 
     torch = _torch()
     torch.set_num_threads(threads)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # how busy the machine was
     train, test = load_dataset(data_dir, "mnist", allow_download=False)
     spec = DATASETS["mnist"]
-    images = torch.from_numpy(np.ascontiguousarray(train.images)).unsqueeze(1)  # (N, 1, 28, 28) uint8
-    labels = torch.from_numpy(train.labels.astype(np.int64))
+    images, labels = split_tensors(train)
 
     recipe = TrainRecipe()
     edge_bs = recipe.batch_size

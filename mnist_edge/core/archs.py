@@ -231,12 +231,12 @@ def rows(measured: dict[str, Measured], limits: Limits | None = None) -> list[di
         m = measured.get(a.name, Measured(a.name))
         if limits is not None and not m.fits(limits):
             continue
-        small = m.largest()
+        big = m.largest()
         out.append({
             "name": a.name, "default": a.name == DEFAULT_ARCH, "summary": a.summary, "params": a.params,
             "macs": a.macs,
-            "largest": None if small is None else {"core": small.core, "flash_bytes": small.flash_bytes,
-                                                    "ram_bytes": small.ram_bytes},
+            "largest": None if big is None else {"core": big.core, "flash_bytes": big.flash_bytes,
+                                                  "ram_bytes": big.ram_bytes},
             "footprint": {core: asdict(f) for core, f in m.footprints.items()},
             "accuracy": None if m.accuracy is None else {"mean": m.accuracy, "seeds": len(m.runs)},
             "runs": [asdict(r) for r in m.runs],
@@ -255,8 +255,8 @@ def table(measured: dict[str, Measured] | None = None, limits: Limits | None = N
     lines = [head]
     for r in listed:
         m = measured.get(r["name"], Measured(r["name"]))
-        small = m.largest()
-        size = (f"{_kb(small.flash_bytes):>7} {_kb(small.ram_bytes):>7}  {small.core:<11}" if small else
+        big = m.largest()
+        size = (f"{_kb(big.flash_bytes):>7} {_kb(big.ram_bytes):>7}  {big.core:<11}" if big else
                 f"{NOT_MEASURED:<28}")
         acc = NOT_MEASURED if m.accuracy is None else f"{100 * m.accuracy:.2f}% ({len(m.runs)})"
         run = _run_of(m) if m.runs else ""

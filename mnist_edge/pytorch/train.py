@@ -112,6 +112,12 @@ def to_input(x: torch.Tensor, mean: float, std: float, device: str) -> torch.Ten
     return ((x - mean) / std).to(device).contiguous(memory_format=torch.channels_last)
 
 
+def split_tensors(split: data.Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split as epoch_batches takes it: images (N, 1, 28, 28) uint8 and labels int64, sharing its memory."""
+    return (torch.from_numpy(np.ascontiguousarray(split.images)).unsqueeze(1),
+            torch.from_numpy(split.labels.astype(np.int64)))
+
+
 def epoch_batches(images: torch.Tensor, labels: torch.Tensor, recipe: TrainRecipe, batch_size: int, epoch: int,
                   mean: float, std: float, device: str = "cpu") -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of (x, y) batches from in-memory uint8 images (N, 1, 28, 28): shuffled, augmented and
@@ -329,8 +335,7 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
     if recipe.subset:
         train_split = data.Split(train_split.images[:recipe.subset], train_split.labels[:recipe.subset],
                                  train_split.source)
-    images = torch.from_numpy(np.ascontiguousarray(train_split.images)).unsqueeze(1)  # (N,1,28,28) uint8
-    labels = torch.from_numpy(train_split.labels.astype(np.int64))
+    images, labels = split_tensors(train_split)
     n = len(labels)
     plan = plan_steps(recipe, n)
     sample_idx = calibration_indices(n, CALIBRATION_IMAGES, recipe.seed)
