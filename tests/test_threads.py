@@ -21,6 +21,8 @@ from mnist_edge.core.threads import (
     WAIT_POLICY,
     machine_busy,
     others_running,
+    own_running,
+    policy_now,
     prefer_passive_waits,
 )
 
@@ -123,3 +125,62 @@ def test_a_process_keeping_a_core_busy_is_seen():
     finally:
         hog.kill()
         hog.wait()
+
+
+def test_this_processs_own_running_threads_are_not_counted_as_others(tmp_path):
+    for tid, state in (("11", "R"), ("12", "S"), ("13", "R")):
+        (tmp_path / tid).mkdir()
+        (tmp_path / tid / "stat").write_text(f"{tid} (py thon) {state} 1 2 3\n")  # a name may hold spaces
+    assert own_running(str(tmp_path)) == 2
+    assert own_running(str(tmp_path / "absent")) == 1
+    assert others_running("1.00 1.00 1.00 3/108 31453\n", own=2) == 1  # a spinning OpenMP thread is ours
+    assert own_running() >= 1  # this thread, reading it
+
+
+def test_a_run_that_chose_spinning_turns_passive_when_another_process_holds_a_core(monkeypatch):
+    from mnist_edge.core import threads
+
+    monkeypatch.setattr(threads, "others_running", lambda: 1)
+    assert policy_now({DECIDED: "1", "X": "kept"}) == {DECIDED: "1", "X": "kept", WAIT_POLICY: "PASSIVE"}
+    assert policy_now({}) is None  # nothing decided here: the user's or nobody's runtime
+    assert policy_now({DECIDED: "1", WAIT_POLICY: "PASSIVE"}) is None  # passive already
+    assert policy_now({DECIDED: "1", "GOMP_SPINCOUNT": "100"}) is None  # the user's tuning wins
+    assert policy_now({DECIDED: "1", BUSY: "0"}) is None  # the user said what the machine is
+    monkeypatch.setattr(threads, "others_running", lambda: 0)
+    assert policy_now({DECIDED: "1"}) is None  # still quiet
+
+
+def test_training_continues_passive_in_a_new_process_when_a_core_turns_busy(tmp_path):
+    """The run started quiet (spinning: its parent's choice, DECIDED), a process then keeps a core busy: after
+    epoch 1 it goes on from the saved epoch in a new process with PASSIVE, to the same weights bit for bit."""
+    import torch
+
+    from mnist_edge.pytorch import checkpoint
+
+    from .conftest import write_idx_dataset
+
+    data = write_idx_dataset(tmp_path / "data", n_train=128, n_test=32)
+    env = {k: v for k, v in os.environ.items() if k not in (*USER_TUNING, DECIDED, BUSY)}
+    env.update(PYTHONPATH=str(ROOT), **{DECIDED: "1"})
+
+    def run(out: str) -> str:
+        args = ["train", "--data-dir", str(data), "--out", str(tmp_path / out), "--epochs", "3", "--threads", "1",
+                "--batch-size", "64", "--no-plots"]
+        res = subprocess.run([sys.executable, "-m", "mnist_edge", *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=env, timeout=300, cwd=ROOT)
+        assert res.returncode == 0, res.stdout[-800:]
+        return res.stdout
+
+    quiet = run("quiet")  # no process of ours is busy: no new process
+    hog = subprocess.Popen([sys.executable, "-c", "import time\nend = time.monotonic() + 280\n"
+                            "while time.monotonic() < end: pass"])
+    try:
+        busy = run("busy")
+    finally:
+        hog.kill()
+        hog.wait()
+    assert "keeps a core busy" not in quiet
+    assert busy.count("keeps a core busy: continuing from epoch 1 in a new process") == 1, busy
+    assert busy.count("resuming from") == 1 and "epoch   3/3" in busy
+    a, b = (checkpoint.load(tmp_path / out / "model.pth")["state_dict"] for out in ("quiet", "busy"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

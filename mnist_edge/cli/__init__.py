@@ -8,6 +8,7 @@ commands (predict with ONNX or LiteRT, info, serve) start fast.
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
@@ -65,5 +66,13 @@ def cli() -> None:
     quiet_libraries()
 
 
+# This process's command line (the arguments after the program), where it runs as the `mnist-edge` command;
+# None where a caller invokes the group itself (a test's CliRunner). `train` runs it again to continue in a new
+# process (cli/train.py).
+ARGV: list[str] | None = None
+
+
 def main() -> None:
+    global ARGV
+    ARGV = sys.argv[1:]
     cli(prog_name="mnist-edge")

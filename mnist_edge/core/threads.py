@@ -6,8 +6,8 @@ the scheduler pauses one thread of the team and the others spin through their ti
 it. A training step of the default model (batch 256, 2 threads on 2 shared cores, one kept busy by
 another process) took a median 2.8 s that way and 0.26 s with OMP_WAIT_POLICY=PASSIVE, where a waiting
 thread sleeps at once and gives its core back. Thread counts stay as they are (every core torch may
-use): the same step on 1 thread took 0.44 s, so a team that sleeps while it waits loses less to a busy
-core than a smaller team does. The price on a quiet machine is the wake-up at each parallel region:
+use): one thread can be faster on a busy machine, but a training run's weights depend on its thread count,
+and a seed should give the same model whatever else runs (docs/reliability.md). The price on a quiet machine is the wake-up at each parallel region:
 the same step alone on the cores took 60 ms against 53-55 ms spinning (bf16; fp32: 97 ms against 85 ms).
 On a quiet machine spinning is what is fast: with a core kept busy by another process at nice 0, a
 step took 45 ms spinning and 51 ms passive when quiet, 128 ms and 94 ms when busy; PyTorch at batch 1
@@ -18,6 +18,13 @@ torch, so `prefer_passive_waits()` runs before torch is imported: in the CLI's r
 decision is handed on to the processes the CLI starts (bench's workers) through MNIST_EDGE_WAIT_DECIDED.
 A user's own OMP_WAIT_POLICY (or GOMP_SPINCOUNT / KMP_BLOCKTIME, which set the spinning directly) wins;
 MNIST_EDGE_BUSY=1 or 0 overrides the sampling.
+
+A machine can turn busy after a command starts: a training run that started quiet spins, and with another
+process keeping a core busy its steps take 2-4x their quiet time. `policy_now()` tells a long command, at a
+point where its work is saved, the environment it should continue in; `mnist-edge train` then continues in
+a new process from the epoch just saved (`--resume`, bit for bit the same weights: the policy changes only
+how threads wait, not how work is split). Only towards PASSIVE: a run that started busy and finds the
+machine quiet loses 10-35% a step, less than a new process would cost it on the way back and forth.
 """
 
 from __future__ import annotations
@@ -37,11 +44,32 @@ BUSY = "MNIST_EDGE_BUSY"  # "1" or "0": what the machine is taken to be, instead
 SAMPLES, SAMPLE_GAP_S = 4, 0.005
 
 
-def others_running(loadavg: str | None = None) -> int:
-    """Runnable tasks other than this one right now, from /proc/loadavg's "running/total" (0 where unreadable)."""
+def own_running(task_dir: str = "/proc/self/task") -> int:
+    """This process's threads that are running or runnable now (state R in /proc/self/task/*/stat): itself, and
+    an OpenMP thread still spinning after torch's last parallel region. 1 where unreadable."""
+    count = 0
     try:
+        for tid in os.listdir(task_dir):
+            try:
+                with open(os.path.join(task_dir, tid, "stat"), encoding="ascii", errors="replace") as f:
+                    text = f.read()
+            except OSError:
+                continue  # the thread ended
+            count += text[text.rfind(")") + 2:text.rfind(")") + 3] == "R"
+    except OSError:
+        return 1
+    return max(count, 1)
+
+
+def others_running(loadavg: str | None = None, own: int | None = None) -> int:
+    """Runnable tasks of other processes right now: /proc/loadavg's "running/total" less this process's own
+    (own_running(); 0 where unreadable)."""
+    try:
+        mine = own if own is not None else own_running()
         text = loadavg if loadavg is not None else open("/proc/loadavg", encoding="ascii").read()
-        return max(0, int(text.split()[3].split("/")[0]) - 1)
+        if own is None:
+            mine = max(mine, own_running())  # a thread of ours that went to sleep between the two reads
+        return max(0, int(text.split()[3].split("/")[0]) - mine)
     except (OSError, IndexError, ValueError):
         return 0
 
@@ -70,3 +98,15 @@ def prefer_passive_waits(environ: MutableMapping[str, str] | None = None) -> str
             env[WAIT_POLICY] = PASSIVE
         env[DECIDED] = "1"
     return env.get(WAIT_POLICY) or None
+
+
+def policy_now(environ: MutableMapping[str, str] | None = None) -> dict[str, str] | None:
+    """The environment to continue in where mnist-edge chose the wait policy (not the user, nor MNIST_EDGE_BUSY)
+    and chose spinning, and another process now keeps a core busy: the same with OMP_WAIT_POLICY=PASSIVE.
+    None: keep this process (a user's setting, PASSIVE already, or still quiet)."""
+    env = os.environ if environ is None else environ
+    if env.get(DECIDED) != "1" or env.get(BUSY, "").strip() in ("0", "1"):
+        return None
+    if any(env.get(name, "").strip() for name in USER_TUNING) or not machine_busy(env):
+        return None
+    return {**env, WAIT_POLICY: PASSIVE}

@@ -370,7 +370,6 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
             f"label smoothing {recipe.label_smoothing:g}"
             f"{f', distilled from {recipe.teacher}' if recipe.teacher else ''}")
 
-    t_start = time.perf_counter()
     epoch = start_epoch
     ev: Scores | None = None  # the last evaluation: the figures reuse it
     try:
@@ -409,7 +408,7 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
 
     if not history:
         raise MnistEdgeError(f"{ckpt_path}: no epochs to report")
-    seconds = time.perf_counter() - t_start
+    seconds = sum(row["seconds"] for row in history)  # every epoch's, also those of a run this one resumed
     sample = data.Split(train_split.images[sample_idx.numpy()], train_split.labels[sample_idx.numpy()],
                         f"{len(sample_idx)} training images")
     train_acc = evaluate(kept, sample, meta, device).accuracy
