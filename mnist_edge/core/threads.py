@@ -1,30 +1,29 @@
 """OpenMP threads that sleep while they wait when another process holds a core, so that torch keeps its speed.
 
-torch's CPU kernels run on an OpenMP team (libgomp on Linux, libomp on macOS). By default a team thread
-that reaches a barrier spins for a few milliseconds before it sleeps. When another process holds a core,
-the scheduler pauses one thread of the team and the others spin through their time slices waiting for
-it. A training step of the default model (batch 256, 2 threads on 2 shared cores, one kept busy by
-another process) took a median 2.8 s that way and 0.26 s with OMP_WAIT_POLICY=PASSIVE, where a waiting
-thread sleeps at once and gives its core back. Thread counts stay as they are (every core torch may
-use): one thread can be faster on a busy machine, but a training run's weights depend on its thread count,
-and a seed should give the same model whatever else runs (docs/reliability.md). The price on a quiet machine is the wake-up at each parallel region:
-the same step alone on the cores took 60 ms against 53-55 ms spinning (bf16; fp32: 97 ms against 85 ms).
-On a quiet machine spinning is what is fast: with a core kept busy by another process at nice 0, a
-step took 45 ms spinning and 51 ms passive when quiet, 128 ms and 94 ms when busy; PyTorch at batch 1
-took 0.5 ms spinning against 1.2-1.4 ms passive. So the policy follows the machine: PASSIVE only where
-another process is running when the command starts (the kernel's count of runnable tasks, in each of a
-few quick samples), the runtime's own spinning otherwise. The runtime reads the variable once, when it loads with
-torch, so `prefer_passive_waits()` runs before torch is imported: in the CLI's root group, and the
-decision is handed on to the processes the CLI starts (bench's workers) through MNIST_EDGE_WAIT_DECIDED.
-A user's own OMP_WAIT_POLICY (or GOMP_SPINCOUNT / KMP_BLOCKTIME, which set the spinning directly) wins;
-MNIST_EDGE_BUSY=1 or 0 overrides the sampling.
+torch's CPU kernels run on an OpenMP team (libgomp on Linux, libomp on macOS). By default a team thread that
+reaches a barrier spins for a few milliseconds before it sleeps. When another process holds a core, the scheduler
+pauses one thread of the team and the others spin through their time slices waiting for it. A training step of the
+default model (batch 256, 2 threads on 2 shared cores, one kept busy by another process) took a median 2.8 s that
+way and 0.26 s with OMP_WAIT_POLICY=PASSIVE, where a waiting thread sleeps at once and gives its core back. Thread
+counts stay as they are (every core torch may use): one thread can be faster on a busy machine, but a training
+run's weights depend on its thread count, and a seed should give the same model whatever else runs
+(docs/reliability.md). The price on a quiet machine is the wake-up at each parallel region: the same step alone on
+the cores took 60 ms against 53-55 ms spinning (bf16; fp32: 97 ms against 85 ms). On a quiet machine spinning is
+what is fast: with a core kept busy by another process at nice 0, a step took 45 ms spinning and 51 ms passive when
+quiet, 128 ms and 94 ms when busy; PyTorch at batch 1 took 0.5 ms spinning against 1.2-1.4 ms passive. So the
+policy follows the machine: PASSIVE only where another process is running when the command starts (the kernel's
+count of runnable tasks, in each of a few quick samples), the runtime's own spinning otherwise. The runtime reads
+the variable once, when it loads with torch, so `prefer_passive_waits()` runs before torch is imported: in the
+CLI's root group, and the decision is handed on to the processes the CLI starts (bench's workers) through
+MNIST_EDGE_WAIT_DECIDED. A user's own OMP_WAIT_POLICY (or GOMP_SPINCOUNT / KMP_BLOCKTIME, which set the spinning
+directly) wins; MNIST_EDGE_BUSY=1 or 0 overrides the sampling.
 
-A machine can turn busy after a command starts: a training run that started quiet spins, and with another
-process keeping a core busy its steps take 2-4x their quiet time. `policy_now()` tells a long command, at a
-point where its work is saved, the environment it should continue in; `mnist-edge train` then continues in
-a new process from the epoch just saved (`--resume`, bit for bit the same weights: the policy changes only
-how threads wait, not how work is split). Only towards PASSIVE: a run that started busy and finds the
-machine quiet loses 10-35% a step, less than a new process would cost it on the way back and forth.
+A machine can turn busy after a command starts: a training run that started quiet spins, and with another process
+keeping a core busy its steps take 2-4x their quiet time. `policy_now()` tells a long command, at a point where its
+work is saved, the environment it should continue in; `mnist-edge train` then continues in a new process from the
+epoch just saved (`--resume`, bit for bit the same weights: the policy changes only how threads wait, not how work
+is split). Only towards PASSIVE: a run that started busy and finds the machine quiet loses 10-35% a step and keeps
+PASSIVE, rather than start a new process at every change of the load.
 """
 
 from __future__ import annotations
