@@ -100,6 +100,9 @@ def _follow_the_machine(epochs: int) -> Callable[[dict], None] | None:
         sys.stdout.flush()
         sys.stderr.flush()
         again = argv if "--resume" in argv else [*argv, "--resume"]
-        os.execve(sys.executable, [sys.executable, "-m", "mnist_edge", *again], env)
+        try:
+            os.execve(sys.executable, [sys.executable, "-m", "mnist_edge", *again], env)
+        except OSError as e:  # this process goes on as it was
+            click.echo(f"could not start {sys.executable} ({e.strerror}): going on in this process")
 
     return on_epoch
