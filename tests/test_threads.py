@@ -184,3 +184,27 @@ def test_training_continues_passive_in_a_new_process_when_a_core_turns_busy(tmp_
     assert busy.count("resuming from") == 1 and "epoch   3/3" in busy
     a, b = (checkpoint.load(tmp_path / out / "model.pth")["state_dict"] for out in ("quiet", "busy"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_train_replaces_itself_only_before_its_last_epoch_and_survives_a_failed_start(monkeypatch, capsys):
+    from mnist_edge import cli
+    from mnist_edge.cli import train as train_cli
+
+    calls = []
+
+    def execve(path, args, env):
+        calls.append((args, env))
+        raise OSError(2, "No such file or directory")
+
+    monkeypatch.setattr(cli, "ARGV", ["train", "--epochs", "3"])
+    monkeypatch.setattr("mnist_edge.core.threads.policy_now", lambda: {WAIT_POLICY: "PASSIVE"})
+    monkeypatch.setattr(train_cli.os, "execve", execve)
+    on_epoch = train_cli._follow_the_machine(epochs=3)
+    on_epoch({"epoch": 3})  # the last epoch: nothing left to go on with
+    assert calls == []
+    on_epoch({"epoch": 1})
+    assert calls == [([sys.executable, "-m", "mnist_edge", "train", "--epochs", "3", "--resume"],
+                      {WAIT_POLICY: "PASSIVE"})]
+    assert "going on in this process" in capsys.readouterr().out  # one line, no traceback
+    monkeypatch.setattr(cli, "ARGV", None)  # not the `mnist-edge` command (a test's runner): never
+    assert train_cli._follow_the_machine(epochs=3) is None
