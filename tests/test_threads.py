@@ -109,8 +109,8 @@ def test_prefer_passive_waits_keeps_what_the_user_or_a_parent_set():
 
 
 def test_runnable_tasks_are_read_from_proc_loadavg():
-    assert others_running("0.98 1.48 2.33 3/108 31453\n") == 2  # this process is one of the three
-    assert others_running("0.00 0.01 0.05 1/90 12\n") == 0
+    assert others_running("0.98 1.48 2.33 3/108 31453\n", own=1) == 2  # this process is one of the three
+    assert others_running("0.00 0.01 0.05 1/90 12\n", own=1) == 0
     assert others_running("garbage") == 0
 
 
