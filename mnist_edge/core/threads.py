@@ -54,7 +54,8 @@ def own_running(task_dir: str = "/proc/self/task") -> int:
                     text = f.read()
             except OSError:
                 continue  # the thread ended
-            count += text[text.rfind(")") + 2:text.rfind(")") + 3] == "R"
+            state_at = text.rfind(")") + 2  # after the name, which may hold spaces and parentheses
+            count += text[state_at:state_at + 1] == "R"
     except OSError:
         return 1
     return max(count, 1)
@@ -64,13 +65,17 @@ def others_running(loadavg: str | None = None, own: int | None = None) -> int:
     """Runnable tasks of other processes right now: /proc/loadavg's "running/total" less this process's own
     (own_running(); 0 where unreadable)."""
     try:
-        mine = own if own is not None else own_running()
+        before = own if own is not None else own_running()
         text = loadavg if loadavg is not None else open("/proc/loadavg", encoding="ascii").read()
-        if own is None:
-            mine = max(mine, own_running())  # a thread of ours that went to sleep between the two reads
-        return max(0, int(text.split()[3].split("/")[0]) - mine)
+        after = own if own is not None else own_running()  # a thread of ours may sleep between the reads
+        return max(0, int(text.split()[3].split("/")[0]) - max(before, after))
     except (OSError, IndexError, ValueError):
         return 0
+
+
+def _wait_set(env: MutableMapping[str, str]) -> bool:
+    """Whether the environment already says how OpenMP threads wait (the user's setting, or PASSIVE chosen)."""
+    return any(env.get(name, "").strip() for name in USER_TUNING)
 
 
 def machine_busy(environ: MutableMapping[str, str] | None = None) -> bool:
@@ -92,7 +97,7 @@ def prefer_passive_waits(environ: MutableMapping[str, str] | None = None) -> str
     """OMP_WAIT_POLICY=PASSIVE where another process holds a core, unless the user tuned the waiting or a parent
     process decided already; -> the policy in force (None: the runtime's own spinning)."""
     env = os.environ if environ is None else environ
-    if not env.get(DECIDED) and not any(env.get(name, "").strip() for name in USER_TUNING):
+    if not env.get(DECIDED) and not _wait_set(env):
         if machine_busy(env):
             env[WAIT_POLICY] = PASSIVE
         env[DECIDED] = "1"
@@ -106,6 +111,6 @@ def policy_now(environ: MutableMapping[str, str] | None = None) -> dict[str, str
     env = os.environ if environ is None else environ
     if env.get(DECIDED) != "1" or env.get(BUSY, "").strip() in ("0", "1"):
         return None
-    if any(env.get(name, "").strip() for name in USER_TUNING) or not machine_busy(env):
+    if _wait_set(env) or not machine_busy(env):
         return None
     return {**env, WAIT_POLICY: PASSIVE}
