@@ -21,7 +21,9 @@ is no failure of the code):
   busy in this process: what a run that started quiet gets until its next epoch, where `train` goes on in a
   process with PASSIVE (cli/train.py).
 Every loop runs with the OpenMP wait policy a command would pick here (benchmarks/conftest.py): on a quiet
-machine the runtime's spinning, for the seed loop as for mnist-edge.
+machine the runtime's spinning, for the seed loop as for mnist-edge; and in a process whose malloc keeps the
+memory it frees, as `train` sets it (core/malloc.py; the seed loop's own steps free nothing that glibc would hand
+back, so it runs the same either way: 0-1% apart, measured).
 Writes ARTIFACTS/bench_train.json.
 """
 
@@ -231,11 +233,13 @@ def serve_steps(argv: list[str]) -> None:
     """The step worker's side: DATA_DIR THREADS BF16; reads a count per line, answers that many step times."""
     from mnist_edge.core.data import load_dataset
     from mnist_edge.core.deps import torch as _torch
+    from mnist_edge.core.malloc import keep_freed_memory
     from mnist_edge.core.metadata import DATASETS
     from mnist_edge.core.settings import TrainRecipe
     from mnist_edge.pytorch.train import split_tensors
 
     data_dir, threads, bf16 = argv[0], int(argv[1]), argv[2] == "1"
+    keep_freed_memory()  # as train() runs
     torch = _torch()
     torch.set_num_threads(threads)
     train, _ = load_dataset(data_dir, "mnist", allow_download=False)
@@ -300,10 +304,12 @@ def test_training_throughput_against_the_seed_loop(data_dir, artifacts, threads,
     from mnist_edge.core.cpu import cpu_info, describe
     from mnist_edge.core.data import load_dataset
     from mnist_edge.core.deps import torch as _torch
+    from mnist_edge.core.malloc import keep_freed_memory
     from mnist_edge.core.metadata import DATASETS
     from mnist_edge.core.settings import TrainRecipe
     from mnist_edge.pytorch.train import plan_steps, split_tensors, use_bf16
 
+    keeps_freed_memory = keep_freed_memory()  # as train() runs
     torch = _torch()
     torch.set_num_threads(threads)
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None  # how busy the machine was
@@ -353,6 +359,7 @@ def test_training_throughput_against_the_seed_loop(data_dir, artifacts, threads,
 
     load_after = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     result = {"arch": recipe.arch, "threads": threads, "cpu": cpu_info(), "load_1min": [load_before, load_after],
+              "keeps_freed_memory": keeps_freed_memory,
               "loops": res, "seed_epoch_s": seed_epoch_s,
               "default_run": {"steps": plan.total_steps, "epochs": recipe.epochs, "evaluation_s": evaluation_s,
                               "recorded": why_not or "used", "by_precision": runs},
@@ -362,7 +369,8 @@ def test_training_throughput_against_the_seed_loop(data_dir, artifacts, threads,
 
     loads = (f"{load_before:.1f} at the start, {load_after:.1f} at the end (its own threads included)"
              if load_before is not None else "unknown")
-    summary(f"training on {describe()}, {threads} threads; load average (1 min) {loads}")
+    summary(f"training on {describe()}, {threads} threads; load average (1 min) {loads}; malloc keeps freed "
+            f"memory: {'yes' if keeps_freed_memory else 'no (not glibc, or MALLOC_* set)'}")
     for name, r in res.items():
         summary(f"training {name.replace('_', '-'):<24} {recipe.arch}, batch {r['batch_size']:>3}: "
                 f"{r['images_per_s']:7.0f} img/s  (step {r['step_ms']:.0f} ms, of which data "

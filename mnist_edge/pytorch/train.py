@@ -25,6 +25,7 @@ from mnist_edge.core.archs import ARCH_SPECS
 from mnist_edge.core.cpu import cpu_info
 from mnist_edge.core.errors import MnistEdgeError
 from mnist_edge.core.fileio import MB, ensure_writable, write_json
+from mnist_edge.core.malloc import keep_freed_memory
 from mnist_edge.core.metadata import DATASETS, DIGITS_AUGMENTATION, Augmentation, ModelMetadata, runtime_versions
 from mnist_edge.core.progress import Reporter, Silent
 from mnist_edge.core.scores import Scores
@@ -361,7 +362,8 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
             say.log(f"{ckpt_path}: already trained {start_epoch} of {recipe.epochs} epochs; nothing to do")
     bf16, why = choose_precision(recipe.precision, device)
     run = {"precision": "bf16 autocast" if bf16 else "fp32", "device": device, "threads": torch.get_num_threads(),
-           "cpu": cpu_info()}  # what this run trained with, beside the settings asked for: see _save
+           "cpu": cpu_info(),  # what this run trained with, beside the settings asked for: see _save
+           "keeps_freed_memory": keep_freed_memory()}  # no page faults for each step's activations (core/malloc)
     say.log(why)
     say.log(f"{recipe.arch}: {count_params(model):,} parameters, {count_macs(model) / 1e6:.2f} M MACs/image; "
             f"{n:,} training images, {len(test_split):,} test images, device {device}; "
