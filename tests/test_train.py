@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import platform
 
 import pytest
 import torch
 
 from mnist_edge.cli import cli
+from mnist_edge.core import malloc
 from mnist_edge.core.archs import ARCH_SPECS
 from mnist_edge.core.errors import ModelFileError
 from mnist_edge.core.settings import TrainSettings
@@ -92,6 +94,8 @@ def test_train_says_and_records_the_precision_it_chose_and_the_cpu(tmp_path, run
     assert m["precision"] == used and m["config"]["precision"] == "auto"
     assert m["cpu"] == json.loads(json.dumps(cpu_info())) and m["cpu"]["kind"] and m["threads"] == 1
     assert checkpoint.load(out / "model.pth")["run"]["precision"] == used
+    # the malloc setting the run's speed depends on (core/malloc.py): set wherever the C library is glibc
+    assert m["keeps_freed_memory"] is (platform.libc_ver()[0] == "glibc" and not malloc.user_set())
 
 
 def test_an_architecture_trains_with_its_own_defaults_and_the_command_line_wins(tmp_path, runner):
