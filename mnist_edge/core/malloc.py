@@ -21,7 +21,8 @@ import ctypes
 import os
 from collections.abc import Mapping
 
-MB = 1 << 20
+from mnist_edge.core.fileio import MB
+
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameters (malloc.h)
 HEAP_BELOW = 32 * MB  # blocks smaller than this come from the heap: glibc's largest allowed threshold (64-bit)
 KEEP_FREE = 512 * MB  # free memory at the top of the heap that is kept rather than returned
