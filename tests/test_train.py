@@ -44,6 +44,21 @@ def test_the_default_model_is_pinned():
     assert ARCH_SPECS["edgenet"].params == 103_258 and round(ARCH_SPECS["edgenet"].macs / 1e6, 2) == 5.96
 
 
+def test_scoring_batches_keep_every_activation_of_the_default_model_on_the_heap():
+    """Each epoch's evaluation runs at EVAL_BATCH: no activation may reach glibc's mmap ceiling, or every batch
+    maps and unmaps it again (page faults; core/scores.py)."""
+    from mnist_edge.core.scores import EVAL_BATCH
+
+    model, sizes = build("edgenet").eval(), []
+    for layer in model.modules():
+        if not list(layer.children()):
+            layer.register_forward_hook(lambda _m, _i, out: sizes.append(out.nbytes))
+    with torch.no_grad():
+        model(torch.zeros(EVAL_BATCH, 1, 28, 28))
+    assert max(sizes) == EVAL_BATCH * 16 * 28 * 28 * 4  # the first conv's output, the largest
+    assert max(sizes) < malloc.HEAP_BELOW
+
+
 def test_edgenet_builds_at_any_depth_from_its_checkpoint_arguments():
     # a checkpoint records its channels: a 3- or 4-layer edgenet rebuilds exactly from them
     three = build("edgenet", {"channels": [32, 64, 128]})

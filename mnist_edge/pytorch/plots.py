@@ -10,7 +10,7 @@ from mnist_edge.core.data import Split
 from mnist_edge.core.deps import require
 from mnist_edge.core.fileio import write_with
 from mnist_edge.core.metadata import ModelMetadata
-from mnist_edge.core.scores import EVAL_BATCH, Scores
+from mnist_edge.core.scores import MISTAKES_BATCH, Scores
 
 PLOT_FILES = ("graph.png", "graph2.png", "confusion_matrix.png", "samples.png",
               "filters.png", "feature_maps.png")
@@ -47,12 +47,12 @@ def curves(history: list[dict], path: Path) -> None:
 
 
 def mistakes_per_batch(ev: Scores, labels: np.ndarray, path: Path) -> None:
-    """graph2.png: misclassified test images in each test batch of EVAL_BATCH."""
+    """graph2.png: misclassified test images in each test batch of MISTAKES_BATCH."""
     plt = _plt()
     counts = ev.mistakes_per_batch(labels)
     fig, ax = plt.subplots(figsize=(9, 3.5))
     ax.bar(range(1, len(counts) + 1), counts, color="tab:red")
-    ax.set(title=f"Misclassified test images per batch of {EVAL_BATCH} "
+    ax.set(title=f"Misclassified test images per batch of {MISTAKES_BATCH} "
                  f"({sum(counts)} of {len(labels)} in all)",
            xlabel="test batch", ylabel="misclassified")
     ax.grid(axis="y", alpha=0.3)
