@@ -137,7 +137,7 @@ def test_an_explicit_precision_is_what_the_line_names(monkeypatch):
 
     monkeypatch.setattr("mnist_edge.pytorch.train.native_bf16", lambda device: False)
     assert choose_precision("fp32", "cpu") == (False, "precision: fp32 (set by --precision or the architecture: "
-                                                    "the same model on every CPU)")
+                                                    "float32 on every CPU)")
     with pytest.raises(MnistEdgeError, match="no native bfloat16"):
         choose_precision("bf16", "cpu")
     monkeypatch.setattr("mnist_edge.pytorch.train.native_bf16", lambda device: True)

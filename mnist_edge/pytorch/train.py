@@ -223,7 +223,7 @@ def native_bf16(device: str) -> bool:
 def choose_precision(precision: str, device: str) -> tuple[bool, str]:
     """(bf16 autocast or not, the line `train` prints saying which and why): 'auto' only where bf16 is native."""
     if precision == "fp32":
-        return False, "precision: fp32 (set by --precision or the architecture: the same model on every CPU)"
+        return False, "precision: fp32 (set by --precision or the architecture: float32 on every CPU)"
     native = native_bf16(device)
     what = "this GPU" if device == "cuda" else "this CPU"
     if precision == "bf16":
@@ -231,8 +231,8 @@ def choose_precision(precision: str, device: str) -> tuple[bool, str]:
             raise MnistEdgeError(f"--precision bf16: this {device.upper()} has no native bfloat16 (use fp32)")
         return True, "precision: bf16 autocast (--precision bf16)"
     if native:
-        return True, (f"precision: bf16 autocast (auto: {what} has native bf16; --precision fp32 for the model "
-                      f"every CPU trains)")
+        return True, (f"precision: bf16 autocast (auto: {what} has native bf16; --precision fp32 trains as CPUs "
+                      f"without it do: other weights, the same accuracy)")
     return False, f"precision: fp32 (auto: {what} has no native bf16, and emulating it is slow)"
 
 
