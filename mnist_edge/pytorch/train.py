@@ -232,7 +232,7 @@ def choose_precision(precision: str, device: str) -> tuple[bool, str]:
         return True, "precision: bf16 autocast (--precision bf16)"
     if native:
         return True, (f"precision: bf16 autocast (auto: {what} has native bf16; --precision fp32 trains as CPUs "
-                      f"without it do: other weights, the same accuracy)")
+                      f"without it do, to other weights)")
     return False, f"precision: fp32 (auto: {what} has no native bf16, and emulating it is slow)"
 
 
