@@ -50,7 +50,7 @@ class Reference:
 
 def reference(rt: Runtime, split: Split) -> Reference:
     x = rt.metadata.normalize(split.images)
-    logits = run_batched(rt, x, 256)
+    logits = run_batched(rt, x)  # EVAL_BATCH, as training scores each epoch
     _, edge = edge_inputs(rt.metadata.mean, rt.metadata.std)
     return Reference(rt, x, split.labels, logits, accuracy(logits, split.labels), edge, rt.run(edge))
 
@@ -130,7 +130,7 @@ def _bar_failures(max_d: float, agree: float, delta: float, int8: bool, tol: Tol
 def _sibling_failures(fmt: Format, out: np.ndarray, sibling: Runtime, ref: Reference,
                       tol: Tolerances) -> tuple[list[str], dict]:
     """An exact re-implementation of a sibling format (C of int8 ONNX, TFLM of LiteRT) is held to its logits."""
-    theirs = run_batched(sibling, ref.inputs, 256)
+    theirs = run_batched(sibling, ref.inputs)
     d = float(np.abs(out.astype(np.float64) - theirs).max())
     agree = float((out.argmax(1) == theirs.argmax(1)).mean())
     min_agree = fmt.reference_min_agreement if tol.reference_min_agreement is None else tol.reference_min_agreement
