@@ -49,7 +49,8 @@ def _machine(date: str) -> dict:
 
 def write_metrics(folder: Path) -> None:
     epochs = [{"epoch": e, "train_loss": 0.9 - 0.1 * e, "train_acc": 0.9 + 0.02 * e, "test_loss": 0.2 - 0.02 * e,
-               "test_acc": 0.95 + 0.0157 * e, "seconds": 12.5} for e in (1, 2, 3)]
+               "test_acc": 0.95 + 0.0157 * e, "seconds": 12.5, "load_avg_1m": 2.1} for e in (1, 2, 3)]
+    del epochs[0]["load_avg_1m"]  # as a metrics.json written before epochs recorded the load
     (folder / "metrics.json").write_text(json.dumps({
         "arch": "edgenet", "dataset": "mnist", "epochs": epochs, "test_acc": epochs[-1]["test_acc"],
         "test_loss": epochs[-1]["test_loss"], "config": {"epochs": 3, "lr": 0.02, "batch_size": 256, "seed": 0},
@@ -169,6 +170,7 @@ def test_report_has_every_section_with_its_numbers_and_inlined_figures(full, run
     assert "Not run" not in html.replace(sec["suite"], "")  # the benchmark suite's files are not in this folder
     assert "Not run: <code>make bench-training bench</code>" in sec["suite"]
     assert "99.71%" in sec["training"] and "99.68%" in sec["parity"] and "yes (onnx-int8)" in sec["parity"]
+    assert '<th class="n">load (1 min)</th>' in sec["training"] and sec["training"].count('<td class="n">2.1</td>') == 2
     assert "yes (integer reference)" in sec["parity"]
     assert "fastest <strong>onnx-int8</strong>, 1.19x onnx" in sec["bench"]
     assert "105.5 KB" in sec["devices"] and "cortex-m4f" in sec["devices"]  # 108,000 bytes of flash

@@ -73,6 +73,15 @@ def others_running(loadavg: str | None = None, own: int | None = None) -> int:
         return 0
 
 
+def load_average() -> float | None:
+    """Runnable processes over the last minute (Unix), this one's threads included: other work on the machine
+    skews every timing, so benchmarks and each training epoch record it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def _wait_set(env: MutableMapping[str, str]) -> bool:
     """Whether the environment already says how OpenMP threads wait (the user's setting, or PASSIVE chosen)."""
     return any(env.get(name, "").strip() for name in USER_TUNING)

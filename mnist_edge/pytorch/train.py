@@ -30,6 +30,7 @@ from mnist_edge.core.metadata import DATASETS, DIGITS_AUGMENTATION, Augmentation
 from mnist_edge.core.progress import Reporter, Silent
 from mnist_edge.core.scores import Scores
 from mnist_edge.core.settings import TrainRecipe, TrainSettings
+from mnist_edge.core.threads import load_average
 from mnist_edge.pytorch import checkpoint
 from mnist_edge.pytorch.evaluate import evaluate
 from mnist_edge.pytorch.models import build, count_macs, count_params, default_args
@@ -392,7 +393,8 @@ def train(settings: TrainSettings, on_epoch: Callable[[dict], None] | None = Non
                 recalibrate_bn(kept, bn_sample, meta.mean, meta.std, device)
             ev = evaluate(kept, test_split, meta, device)
             row = {"epoch": epoch + 1, "train_loss": loss_sum / n, "train_acc": correct / n,
-                   "test_loss": ev.loss, "test_acc": ev.accuracy, "seconds": round(time.perf_counter() - t0, 2)}
+                   "test_loss": ev.loss, "test_acc": ev.accuracy, "seconds": round(time.perf_counter() - t0, 2),
+                   "load_avg_1m": load_average()}  # how busy the machine was: other work slows an epoch
             history.append(row)
             meta.test_acc, meta.test_loss, meta.epochs = ev.accuracy, ev.loss, epoch + 1
             _save(settings, run, ckpt_path, metrics_path, model, kept, meta, opt, sched, history)

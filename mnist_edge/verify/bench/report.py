@@ -10,6 +10,7 @@ from pathlib import Path
 from mnist_edge.core.errors import MnistEdgeError
 from mnist_edge.core.fileio import write_json, write_text, write_with
 from mnist_edge.core.formats import CHECKPOINT, SPEED_REFERENCE
+from mnist_edge.core.threads import load_average
 from mnist_edge.verify.bench.stats import noisy, slower_than
 
 REPORT_FILES = ("bench.json", "bench.md", "bench.png")
@@ -123,14 +124,6 @@ class BenchReport:
 
     def table(self) -> str:
         return markdown(self)
-
-
-def load_average() -> float | None:
-    """Runnable processes over the last minute (Unix): other work on the machine skews every timing."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
 
 
 def machine_info(threads: int) -> dict:

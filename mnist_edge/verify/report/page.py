@@ -173,10 +173,11 @@ def _training(t: Training | None, folder: Path) -> Section:
         f"`{t.arch}` on {t.dataset}: test accuracy **{_pct(t.test_acc)}** (loss {t.test_loss:.4f}) after "
         f"{last['epoch']} epochs, {total:.0f} s of training.",
         f"Recipe: {recipe}." if recipe else "", f"Ran with {ran}." if ran else ""]))))
-    s.blocks.append(Table(["epoch", "train loss", "train acc", "test loss", "test acc", "seconds"],
+    s.blocks.append(Table(["epoch", "train loss", "train acc", "test loss", "test acc", "seconds", "load (1 min)"],
                           [[str(e["epoch"]), f"{e['train_loss']:.4f}", _pct(e["train_acc"]), f"{e['test_loss']:.4f}",
-                            _pct(e["test_acc"]), "–" if e["seconds"] is None else f"{e['seconds']:.1f}"]
-                           for e in t.epochs], numeric=(0, 1, 2, 3, 4, 5), folded="Every epoch"))
+                            _pct(e["test_acc"]), "–" if e["seconds"] is None else f"{e['seconds']:.1f}",
+                            "–" if e["load"] is None else f"{e['load']:.1f}"]
+                           for e in t.epochs], numeric=(0, 1, 2, 3, 4, 5, 6), folded="Every epoch"))
     missing = [name for name, f in t.figures.items() if f is None]
     s.blocks += [Fig(f, TRAIN_CAPTIONS.get(name, name)) for name, f in t.figures.items() if f is not None]
     if missing:

@@ -231,7 +231,8 @@ def _training(data: dict, path: Path) -> Training:
     epochs = []
     for row in _list(data, "epochs"):
         epochs.append({"epoch": int(_num(row, "epoch")), **{k: _num(row, k) for k in (
-            "train_loss", "train_acc", "test_loss", "test_acc")}, "seconds": _num(row, "seconds", None)})
+            "train_loss", "train_acc", "test_loss", "test_acc")}, "seconds": _num(row, "seconds", None),
+                       "load": _num(row, "load_avg_1m", None)})
     if not epochs:
         raise _Bad("no epochs")
     config = _dict(data, "config") or {}
