@@ -305,19 +305,17 @@ def recorded_run(artifacts: Path) -> tuple[dict | None, str]:
             "threads": m.get("threads"), "load_max": max(loads) if loads else None, "source": str(path)}, ""
 
 
-def ran_alone(recorded: dict, threads: int) -> bool | None:
+def ran_alone(load_max: float | None, threads: int) -> bool | None:
     """Whether a recorded run had the machine to itself: no epoch's load average over its threads plus SHARED_LOAD
     (None: its metrics.json records no load)."""
-    if recorded["load_max"] is None:
-        return None
-    return recorded["load_max"] <= (recorded["threads"] or threads) + SHARED_LOAD
+    return None if load_max is None else load_max <= threads + SHARED_LOAD
 
 
-def recorded_load(run: dict, threads: int) -> str:
+def recorded_load(run: dict) -> str:
     """What a recorded run's load says, for its summary line."""
     if run["recorded_load_max"] is None:
         return "its load not recorded"
-    said = f"load up to {run['recorded_load_max']:.1f} on {threads} threads"
+    said = f"load up to {run['recorded_load_max']:.1f} on {run['recorded_threads']} threads"
     return said if run["recorded_alone"] else f"{said}: it shared the machine, so the verdict takes the estimate"
 
 
@@ -367,7 +365,8 @@ def test_training_throughput_against_the_seed_loop(data_dir, artifacts, threads,
         if recorded and recorded["precision"] == p:
             run.update(recorded_s=recorded["seconds"], recorded_seed_epochs=recorded["seconds"] / seed_epoch_s,
                        recorded_from=recorded["source"], recorded_seed=recorded["seed"],
-                       recorded_load_max=recorded["load_max"], recorded_alone=ran_alone(recorded, threads))
+                       recorded_load_max=recorded["load_max"], recorded_threads=recorded["threads"] or threads)
+            run["recorded_alone"] = ran_alone(run["recorded_load_max"], run["recorded_threads"])
         # the recorded time where the run had the machine to itself (or records no load), else the estimate
         use_recorded = "recorded_s" in run and run["recorded_alone"] is not False
         run["seed_epochs"] = run["recorded_seed_epochs"] if use_recorded else run["estimated_seed_epochs"]
@@ -405,7 +404,7 @@ def test_training_throughput_against_the_seed_loop(data_dir, artifacts, threads,
             + f" (goal >= {GOAL:g}x: {verdict[all(r['ratio_goal_met'] for r in runs.values())]})")
     for p, r in runs.items():
         how = (f"{r['recorded_s']:.0f} s recorded in {r['recorded_from']} (seed {r['recorded_seed']}, "
-               f"{recorded_load(r, recorded['threads'] or threads)}); estimate {r['estimated_seed_epochs']:.1f}"
+               f"{recorded_load(r)}); estimate {r['estimated_seed_epochs']:.1f}"
                if "recorded_s" in r else
                f"estimated: {plan.total_steps:,} steps x {res[f'mnist_edge {p}']['step_ms']:.0f} ms + "
                f"{recipe.epochs} evaluations x {evaluation_s:.1f} s = {r['estimated_s']:.0f} s")
